@@ -1,0 +1,61 @@
+"""The ``automl`` command line: one verb per stage. Each verb lives in its own module here
+and registers itself with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from automl.errors import AutoMLError
+
+# One module per verb, in the order of the flow.
+COMMANDS = ["search"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="automl", description="AutoML for semantic segmentation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"automl.cli.{name}").register(sub)
+    return parser
+
+
+def _raise_interrupt(signum, frame):
+    # SIGTERM takes the same path as Ctrl-C: Optuna marks the running trial failed (so it is
+    # retried on resume) and the study stays consistent.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeat, retries and metric names are marked experimental in Optuna 5; we rely on them on
+    # purpose and the warnings would bury the progress view.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return args.func(args, console)
+    except AutoMLError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted: the running trial is marked failed; run the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

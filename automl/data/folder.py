@@ -1,0 +1,166 @@
+"""A dataset folder ``root/{train,val[,test]}/{images,masks}/``, validated and decoded once.
+
+Masks hold one class index per pixel (8-bit PNG/TIFF, same stem as the image). Everything is
+checked before any training starts, and every offending file is listed in one error. The
+decoded uint8 arrays stay in memory for the whole search: no file is decoded twice.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from automl.errors import DataError
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    name: str
+    stems: list[str]
+    images: list[np.ndarray]  # H×W×3 uint8
+    masks: list[np.ndarray]   # H×W uint8 class indices
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    @property
+    def sizes(self) -> set[tuple[int, int]]:
+        return {m.shape for m in self.masks}
+
+
+@dataclass
+class Dataset:
+    classes: tuple[str, ...]
+    ignore_index: int
+    splits: dict[str, Split] = field(default_factory=dict)
+
+    @property
+    def train(self) -> Split:
+        return self.splits["train"]
+
+    @property
+    def val(self) -> Split:
+        return self.splits["val"]
+
+    @property
+    def test(self) -> Split | None:
+        return self.splits.get("test")
+
+    def max_size(self) -> tuple[int, int]:
+        sizes = [s for split in self.splits.values() for s in split.sizes]
+        return max(h for h, _ in sizes), max(w for _, w in sizes)
+
+
+@dataclass
+class _Pair:
+    stem: str
+    image: Path
+    mask: Path
+
+
+def _pad_up(x: int, divisor: int) -> int:
+    return -(-x // divisor) * divisor
+
+
+def padded_size(size: tuple[int, int], divisor: int) -> tuple[int, int]:
+    return _pad_up(size[0], divisor), _pad_up(size[1], divisor)
+
+
+def _files(folder: Path, exts: set[str]) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in exts}
+
+
+def scan(root: Path, *, required: tuple[str, ...] = ("train", "val")) -> dict[str, list[_Pair]]:
+    """Pair images with masks per split; raise one DataError listing every problem."""
+    problems: list[str] = []
+    if not root.is_dir():
+        raise DataError(f"data root not found: {root}")
+    found: dict[str, list[_Pair]] = {}
+    for split in SPLITS:
+        sdir = root / split
+        if not sdir.is_dir():
+            if split in required:
+                problems.append(f"{split}/: missing split folder")
+            continue
+        idir, mdir = sdir / "images", sdir / "masks"
+        missing = [d.name for d in (idir, mdir) if not d.is_dir()]
+        if missing:
+            problems.extend(f"{split}/{d}/: missing folder" for d in missing)
+            continue
+        images, masks = _files(idir, IMAGE_EXTS), _files(mdir, MASK_EXTS)
+        problems += [f"{split}/images/{images[s].name}: no mask with this stem" for s in images if s not in masks]
+        problems += [f"{split}/masks/{masks[s].name}: no image with this stem" for s in masks if s not in images]
+        lossy = [p for p in mdir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg"}]
+        problems += [f"{split}/masks/{p.name}: JPEG masks are lossy; save masks as PNG" for p in lossy]
+        pairs = [_Pair(s, images[s], masks[s]) for s in images if s in masks]
+        if not pairs:
+            problems.append(f"{split}/: no image/mask pairs")
+        found[split] = pairs
+    if problems:
+        raise DataError(_listing(root, problems))
+    return found
+
+
+def _listing(root: Path, problems: list[str]) -> str:
+    head = f"dataset {root.name}/ has {len(problems)} problem(s):"
+    shown = problems[:50]
+    more = [f"  ... and {len(problems) - 50} more"] if len(problems) > 50 else []
+    return "\n".join([head, *(f"  {p}" for p in shown), *more])
+
+
+def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+    problems = []
+    img = mask = None
+    try:
+        with Image.open(pair.image) as im:
+            img = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 - unreadable for any reason
+        problems.append(f"{split}/images/{pair.image.name}: unreadable ({type(exc).__name__})")
+    try:
+        with Image.open(pair.mask) as im:
+            if im.mode not in ("L", "P", "I", "I;16", "1"):
+                problems.append(f"{split}/masks/{pair.mask.name}: mode {im.mode}; masks must be single-channel "
+                                "class indices")
+            else:
+                raw = np.asarray(im)
+                if raw.max(initial=0) > 255:
+                    problems.append(f"{split}/masks/{pair.mask.name}: label values above 255")
+                mask = raw.astype(np.uint8)
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"{split}/masks/{pair.mask.name}: unreadable ({type(exc).__name__})")
+    if img is not None and mask is not None:
+        if img.shape[:2] != mask.shape:
+            problems.append(f"{split}/{pair.stem}: image {img.shape[1]}x{img.shape[0]} and mask "
+                            f"{mask.shape[1]}x{mask.shape[0]} differ in size")
+        labels = np.unique(mask)
+        bad = [int(v) for v in labels if v >= n_classes and v != ignore_index]
+        if bad:
+            problems.append(f"{split}/masks/{pair.mask.name}: labels {bad[:8]} are neither a class "
+                            f"(0..{n_classes - 1}) nor the ignore index {ignore_index}")
+    return img, mask, problems
+
+
+def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
+                 *, required: tuple[str, ...] = ("train", "val")) -> Dataset:
+    """Scan, validate and decode every split into memory (threads: PIL releases the GIL)."""
+    pairs = scan(root, required=required)
+    ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
+    problems: list[str] = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for split, plist in pairs.items():
+            results = list(pool.map(lambda p, s=split: _decode(p, s, len(classes), ignore_index), plist))
+            for _, _, probs in results:
+                problems.extend(probs)
+            ds.splits[split] = Split(split, [p.stem for p in plist], [r[0] for r in results], [r[1] for r in results])
+    if problems:
+        raise DataError(_listing(root, problems))
+    return ds

@@ -1,0 +1,99 @@
+"""Search space + usable model pairs → ``trial.suggest_*`` → one :class:`TrialConfig`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from automl.errors import ConfigError
+from automl.space.params import Choice, Const, Param
+from automl.space.schema import SearchSpace
+from automl.trial_config import (AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec,
+                                 TrialConfig)
+
+_AUG_KEYS = ("scale_min", "scale_max", "hflip", "vflip", "color_jitter", "blur_noise", "target_crop")
+_LOSS_KEYS = ("ce", "dice", "focal", "lovasz")
+
+
+def _choice(values: list | tuple) -> Param:
+    values = tuple(values)
+    return Const(value=values[0]) if len(values) == 1 else Choice(choices=values)
+
+
+class ResolvedSpace:
+    """A validated search space whose model pairs are known to work at the study's input size."""
+
+    def __init__(self, space: SearchSpace, pairs: list[str]):
+        if not pairs:
+            raise ConfigError("search space: no architecture/encoder pair works at this input size")
+        self.space = space
+        self.pairs = pairs
+
+    def parameters(self) -> dict[str, Param]:
+        """Every parameter the sampler may suggest (conditional ones included), by Optuna name."""
+        return {k: v for k, v in self._table().items() if not isinstance(v, Const)}
+
+    def _table(self) -> dict[str, Param]:
+        s = self.space
+        table: dict[str, Param] = {
+            "model": _choice(self.pairs),
+            "encoder_depth": s.model.encoder_depth,
+            "aux_head": s.model.aux_head,
+            "optimizer": _choice(list(s.optimizer)),
+            "schedule": _choice(list(s.schedule)),
+            "batch_size": s.batch_size,
+        }
+        for name, branch in s.optimizer.items():
+            table.update({f"{name}.{k}": getattr(branch, k) for k in OptimizerBranchKeys})
+        for name, branch in s.schedule.items():
+            table.update({f"{name}.{k}": getattr(branch, k) for k in ScheduleBranchKeys})
+        table.update({f"aug.{k}": getattr(s.augment, k) for k in _AUG_KEYS})
+        table.update({f"loss.{k}": getattr(s.loss, k) for k in (*_LOSS_KEYS, "aux")})
+        return table
+
+    def checked_baseline(self) -> dict[str, Any]:
+        """The space's baseline params, each checked against the parameter it sets."""
+        table = self._table()
+        problems, params = [], {}
+        for key, value in self.space.baseline.items():
+            if key not in table:
+                problems.append(f"  baseline.{key}: not a parameter; parameters: {', '.join(table)}")
+            elif not table[key].contains(value):
+                problems.append(f"  baseline.{key}: {value!r} is outside {table[key].values()}")
+            elif not isinstance(table[key], Const):
+                params[key] = value  # a value equal to a constant needs no enqueueing
+        if problems:
+            raise ConfigError("search space baseline is invalid:\n" + "\n".join(problems))
+        return params
+
+    def sample(self, trial: optuna.Trial, *, data: DataSpec, epochs: int, seed: int) -> TrialConfig:
+        s = self.space
+
+        def pick(param: Param, name: str) -> Any:
+            return param.suggest(trial, name)
+
+        arch, encoder = pick(_choice(self.pairs), "model").split("/", 1)
+        aux_head = bool(pick(s.model.aux_head, "aux_head"))
+        opt = pick(_choice(list(s.optimizer)), "optimizer")
+        ob = s.optimizer[opt]
+        sched = pick(_choice(list(s.schedule)), "schedule")
+        sb = s.schedule[sched]
+        return TrialConfig(
+            seed=seed,
+            epochs=epochs,
+            batch_size=int(pick(s.batch_size, "batch_size")),
+            data=data,
+            model=ModelSpec(arch=arch, encoder=encoder, encoder_depth=int(pick(s.model.encoder_depth, "encoder_depth")),
+                            encoder_weights=s.model.encoder_weights, aux_head=aux_head),
+            optimizer=OptimizerSpec(name=opt, **{k: pick(getattr(ob, k), f"{opt}.{k}") for k in OptimizerBranchKeys}),
+            schedule=ScheduleSpec(name=sched, **{k: pick(getattr(sb, k), f"{sched}.{k}") for k in ScheduleBranchKeys}),
+            loss=LossSpec(**{k: pick(getattr(s.loss, k), f"loss.{k}") for k in _LOSS_KEYS},
+                          aux=pick(s.loss.aux, "loss.aux") if aux_head else 0.0),
+            augment=AugmentSpec(crop_height=s.augment.crop[0], crop_width=s.augment.crop[1],
+                                **{k: pick(getattr(s.augment, k), f"aug.{k}") for k in _AUG_KEYS}),
+        )
+
+
+OptimizerBranchKeys = ("lr", "weight_decay", "momentum", "nesterov")
+ScheduleBranchKeys = ("warmup_frac", "power")

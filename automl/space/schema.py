@@ -1,0 +1,148 @@
+"""The search space file (``search_spaces/*.yaml``), validated at the edge.
+
+Branches (``optimizer``, ``schedule``) are conditional: a branch's parameters are sampled only
+when that branch is chosen, under the names ``<branch>.<param>`` so that TPE never mixes the
+learning-rate range of SGD with that of AdamW.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automl.errors import ConfigError
+from automl.space import registry
+from automl.space.params import Const, Param, to_param
+
+P = Annotated[Param, BeforeValidator(to_param)]
+
+
+def _const(v: Any) -> Param:
+    return Const(value=v)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpace(_Section):
+    architectures: list[str] = Field(min_length=1)
+    encoders: list[str] = Field(min_length=1)
+    encoder_depth: P = Field(default_factory=lambda: _const(5))
+    encoder_weights: str | None = None
+    aux_head: P = Field(default_factory=lambda: _const(False))
+
+    @field_validator("architectures")
+    @classmethod
+    def _archs(cls, v: list[str]) -> list[str]:
+        return [registry.canonical_architecture(a) for a in v]
+
+    @field_validator("encoders")
+    @classmethod
+    def _encoders(cls, v: list[str]) -> list[str]:
+        return [registry.check_encoder(e) for e in v]
+
+    @field_validator("encoder_depth")
+    @classmethod
+    def _depth(cls, v: Param) -> Param:
+        if any(not isinstance(d, int) or not 3 <= d <= 5 for d in v.values()):
+            raise ValueError("encoder_depth values must be integers in 3..5")
+        return v
+
+
+class OptimizerBranch(_Section):
+    lr: P
+    weight_decay: P = Field(default_factory=lambda: _const(0.0))
+    momentum: P = Field(default_factory=lambda: _const(0.9))
+    nesterov: P = Field(default_factory=lambda: _const(False))
+
+
+class ScheduleBranch(_Section):
+    warmup_frac: P = Field(default_factory=lambda: _const(0.0))
+    power: P = Field(default_factory=lambda: _const(0.9))
+
+
+class AugmentSpace(_Section):
+    crop: tuple[int, int] = Field(description="training crop (height, width)")
+    scale_min: P = Field(default_factory=lambda: _const(1.0))
+    scale_max: P = Field(default_factory=lambda: _const(1.0))
+    hflip: P = Field(default_factory=lambda: _const(0.5))
+    vflip: P = Field(default_factory=lambda: _const(0.0))
+    color_jitter: P = Field(default_factory=lambda: _const(0.0))
+    blur_noise: P = Field(default_factory=lambda: _const(0.0))
+    target_crop: P = Field(default_factory=lambda: _const(0.0))
+
+    @field_validator("crop", mode="before")
+    @classmethod
+    def _square(cls, v: Any) -> Any:
+        return (v, v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _scales(self) -> AugmentSpace:
+        if max(self.scale_min.values()) > min(self.scale_max.values()):
+            raise ValueError("augment: every scale_min value must be <= every scale_max value")
+        if min(self.crop) < 32:
+            raise ValueError("augment.crop: height and width must be >= 32")
+        return self
+
+
+class LossSpace(_Section):
+    ce: P = Field(default_factory=lambda: _const(1.0))
+    dice: P = Field(default_factory=lambda: _const(0.0))
+    focal: P = Field(default_factory=lambda: _const(0.0))
+    lovasz: P = Field(default_factory=lambda: _const(0.0))
+    aux: P = Field(default_factory=lambda: _const(0.0))
+
+    @model_validator(mode="after")
+    def _one_always_on(self) -> LossSpace:
+        # Guarantee at validation time that no sample can switch every loss term off.
+        if not any(min(getattr(self, t).values()) > 0 for t in registry.LOSS_TERMS):
+            raise ValueError("loss: at least one of ce/dice/focal/lovasz must be > 0 in every sample "
+                             "(e.g. `ce: 1.0`, or `ce: {low: 0.5, high: 1.0}`)")
+        return self
+
+
+class SearchSpace(_Section):
+    model: ModelSpace
+    optimizer: dict[str, OptimizerBranch] = Field(min_length=1)
+    schedule: dict[str, ScheduleBranch] = Field(min_length=1)
+    batch_size: P
+    augment: AugmentSpace
+    loss: LossSpace = Field(default_factory=LossSpace)
+    # Parameter values for the first, enqueued trial: a sane default recipe.
+    baseline: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizers(cls, v: dict) -> dict:
+        bad = sorted(set(v) - set(registry.OPTIMIZERS))
+        if bad:
+            raise ValueError(f"unknown optimizer {bad}; valid: {', '.join(registry.OPTIMIZERS)}")
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedules(cls, v: dict) -> dict:
+        bad = sorted(set(v) - set(registry.SCHEDULES))
+        if bad:
+            raise ValueError(f"unknown schedule {bad}; valid: {', '.join(registry.SCHEDULES)}")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, v: Param) -> Param:
+        if any(not isinstance(b, int) or b < 1 for b in v.values()):
+            raise ValueError("batch_size values must be positive integers")
+        return v
+
+
+def load_search_space(path: Path) -> SearchSpace:
+    from automl.study.config import format_validation_error, read_yaml
+
+    doc = read_yaml(path)
+    try:
+        return SearchSpace.model_validate(doc)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(str(path), err)) from None

@@ -1,0 +1,199 @@
+"""The study file (``studies/*.yaml``): data, search space, budget, storage, final options.
+
+Validated with pydantic at the edge. Every error names the file and the field.
+Relative paths inside a study file are resolved against the study file's folder;
+the run folder (``runs/<name>/``) is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from automl.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float | None:
+    """'90', '90s', '15m', '1.5h', '1d' or a number of seconds → seconds."""
+    if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None if value is None else float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT_S[m.group(2)]
+    raise ValueError(f"not a duration: {value!r} (use seconds or e.g. '90s', '15m', '8h')")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SyntheticData(_Section):
+    """A deterministic synthetic dataset the package generates on first use."""
+
+    n_train: int = Field(240, ge=2)
+    n_val: int = Field(60, ge=1)
+    n_test: int = Field(0, ge=0)
+    height: int = Field(80, ge=16)
+    width: int = Field(112, ge=16)
+    seed: int = 0
+
+
+class DataSection(_Section):
+    root: Path | None = None
+    synthetic: SyntheticData | None = None
+    layout: Literal["folders"] = "folders"
+    classes: list[str] = Field(min_length=2)
+    ignore_index: int = Field(255, ge=0, le=255)
+    pad_divisor: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _source(self) -> DataSection:
+        if self.root is None and self.synthetic is None:
+            raise ValueError("data: give `root` (a folder of images and masks) or `synthetic`")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("data.classes: class names must be unique")
+        if self.ignore_index < len(self.classes):
+            raise ValueError(f"data.ignore_index {self.ignore_index} collides with a class index "
+                             f"(0..{len(self.classes) - 1})")
+        return self
+
+
+class BudgetSection(_Section):
+    n_trials: int = Field(ge=1, description="total finished trials for the study, across restarts")
+    timeout: Duration | None = None
+    trial_epochs: int = Field(4, ge=1)
+    trial_time_limit: Duration | None = None
+    max_consecutive_failures: int = Field(5, ge=1)
+
+
+class EvalSection(_Section):
+    batch_size: int = Field(8, ge=1)
+    # Intermediate epochs are scored on a fixed val subset (cheap, same for every trial so the
+    # pruner compares like with like); the last epoch always uses the full val split.
+    subset: float = Field(1.0, gt=0, le=1)
+
+
+class PrunerSection(_Section):
+    type: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    n_startup_trials: int = Field(3, ge=0, description="median pruner only")
+
+
+class SamplerSection(_Section):
+    seed: int = 0
+    n_startup_trials: int = Field(8, ge=0)
+
+
+class StorageSection(_Section):
+    url: str | None = None  # default sqlite:///runs/<name>/study.db; may be "env:VAR_NAME"
+    heartbeat_interval: int = Field(30, ge=1)
+    grace_period: int = Field(120, ge=2)
+    max_retries: int = Field(2, ge=0)
+
+
+class TTASection(_Section):
+    hflip: bool = True
+    vflip: bool = False
+    scales: list[float] = Field(default_factory=lambda: [1.0])
+    min_gain: float = Field(0.002, ge=0)
+
+
+class Int8Section(_Section):
+    enabled: bool = True
+    calibration_images: int = Field(32, ge=1)
+    max_drop: float = Field(0.005, ge=0)
+
+
+class FinalSection(_Section):
+    epochs: int = Field(40, ge=1)
+    train_on_trainval: bool = False
+    tta: TTASection = Field(default_factory=TTASection)
+    int8: Int8Section = Field(default_factory=Int8Section)
+    latency_runs: int = Field(30, ge=5)
+
+
+class StudyFile(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataSection
+    search_space: Path
+    objective: Literal["val_miou"] = "val_miou"
+    budget: BudgetSection
+    eval: EvalSection = Field(default_factory=EvalSection)
+    pruner: PrunerSection = Field(default_factory=PrunerSection)
+    sampler: SamplerSection = Field(default_factory=SamplerSection)
+    storage: StorageSection = Field(default_factory=StorageSection)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
+    final: FinalSection = Field(default_factory=FinalSection)
+    # Where runs/<name>/ lives; not part of the file, set by the loader.
+    runs_root: Path = Field(Path("runs"), exclude=True)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_root / self.name
+
+    @property
+    def data_root(self) -> Path:
+        return self.data.root if self.data.root is not None else self.run_dir / "data"
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: {err.error_count()} invalid field(s)"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return doc
+
+
+def load_study_file(path: str | Path, *, overrides: dict | None = None,
+                    runs_root: Path = Path("runs")) -> StudyFile:
+    """Read and validate a study file. ``overrides`` are dotted keys from the CLI."""
+    path = Path(path)
+    doc = read_yaml(path)
+    for dotted, value in (overrides or {}).items():
+        node = doc
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        study = StudyFile.model_validate(doc)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(str(path), err)) from None
+    base = path.parent
+    updates: dict[str, Any] = {"search_space": _resolve(base, study.search_space), "runs_root": runs_root}
+    if study.data.root is not None and not (overrides or {}).get("data.root"):
+        study.data.root = _resolve(base, study.data.root)
+    return study.model_copy(update=updates)
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    p = p.expanduser()
+    return p if p.is_absolute() else (base / p)

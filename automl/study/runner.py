@@ -1,0 +1,141 @@
+"""Run a search: check everything, open the study, enqueue the baseline, optimize, summarise.
+
+Order of checks, cheapest first, all before any training: study file and search space
+(pydantic) → storage URL → dataset folder (pairing, readability, sizes, labels) → which
+architecture/encoder pairs work at the data's input size → the baseline's values.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from automl.data.folder import Dataset, load_dataset, padded_size
+from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
+from automl.data.synthetic import generate
+from automl.errors import AutoMLError, ConfigError
+from automl.space.compat import compatible_pairs
+from automl.space.sample import ResolvedSpace
+from automl.space.schema import load_search_space
+from automl.study.config import StudyFile
+from automl.study.storage import mask_url, open_storage, resolve_url
+from automl.trial.engine import Runtime
+from automl.trial.objective import Objective, TrialSettings
+from automl.trial.progress import TrialEvents
+from automl.trial_config import DataSpec
+
+log = logging.getLogger(__name__)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass
+class Prepared:
+    sf: StudyFile
+    data: Dataset
+    data_spec: DataSpec
+    space: ResolvedSpace
+    input_size: tuple[int, int]
+    runtime: Runtime
+    storage_url: str
+
+
+def load_data(sf: StudyFile) -> Dataset:
+    if sf.data.root is None and sf.data.synthetic is not None:
+        if tuple(sf.data.classes) != SYNTHETIC_CLASSES:
+            raise ConfigError(f"data.classes: synthetic data has classes {list(SYNTHETIC_CLASSES)}")
+        generate(sf.data_root, **sf.data.synthetic.model_dump())
+    return load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index)
+
+
+def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
+    space_doc = load_search_space(sf.search_space)
+    url = resolve_url(sf, storage)
+    data = load_data(sf)
+    input_size = padded_size(data.max_size(), sf.data.pad_divisor)
+    depths = tuple(int(d) for d in space_doc.model.encoder_depth.values())
+    pairs, _ = compatible_pairs(space_doc.model.architectures, space_doc.model.encoders, depths, input_size)
+    space = ResolvedSpace(space_doc, pairs)
+    space.checked_baseline()
+    data_spec = DataSpec(classes=tuple(sf.data.classes), ignore_index=sf.data.ignore_index,
+                         pad_divisor=sf.data.pad_divisor)
+    return Prepared(sf, data, data_spec, space, input_size, Runtime.resolve(sf.device), url)
+
+
+def make_pruner(sf: StudyFile) -> optuna.pruners.BasePruner:
+    p = sf.pruner
+    if p.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=sf.budget.trial_epochs,
+                                              reduction_factor=p.reduction_factor)
+    if p.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
+                                                      reduction_factor=p.reduction_factor)
+    if p.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource - 1)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(sf: StudyFile, storage_url: str, *, worker_index: int = 0) -> optuna.Study:
+    storage = open_storage(storage_url, sf.storage)
+    study = optuna.create_study(study_name=sf.name, storage=storage, direction="maximize",
+                                pruner=make_pruner(sf), load_if_exists=True)
+    # A resumed search (or a second worker) must not replay the first session's random draws.
+    offset = len(study.get_trials(deepcopy=False)) + 7919 * worker_index
+    study.sampler = optuna.samplers.TPESampler(seed=sf.sampler.seed + offset,
+                                               n_startup_trials=sf.sampler.n_startup_trials)
+    return study
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class FailureStreak:
+    """Stops the search after N failed trials in a row: a broken setup must not burn the night."""
+
+    def __init__(self, limit: int):
+        self.limit, self.streak, self.tripped = limit, 0, False
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
+        if self.streak >= self.limit:
+            self.tripped = True
+            study.stop()
+
+
+def setup_study(prep: Prepared, *, worker_index: int = 0) -> optuna.Study:
+    study = open_study(prep.sf, prep.storage_url, worker_index=worker_index)
+    if not study.get_trials(deepcopy=False):
+        study.set_metric_names(["val mIoU"])  # what optuna-dashboard shows instead of "Objective 0"
+        study.set_user_attr("data_spec", prep.data_spec.model_dump(mode="json"))
+        study.set_user_attr("input_size", list(prep.input_size))
+        study.enqueue_trial(prep.space.checked_baseline(), user_attrs={"baseline": True})
+    return study
+
+
+def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
+               callbacks: list | None = None, timeout_s: float | None = None) -> optuna.Study:
+    """Optimize until the study holds ``budget.n_trials`` finished trials (across restarts)."""
+    sf = prep.sf
+    study = study or setup_study(prep)
+    remaining = sf.budget.n_trials - finished_count(study)
+    if remaining <= 0:
+        log.info("study %s already has %d finished trials", sf.name, finished_count(study))
+        return study
+    settings = TrialSettings(epochs=sf.budget.trial_epochs, eval_subset=sf.eval.subset,
+                             eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
+                             time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed)
+    objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events)
+    streak = FailureStreak(sf.budget.max_consecutive_failures)
+    log.info("study %s on %s: %d trial(s) to go", sf.name, mask_url(prep.storage_url), remaining)
+    study.optimize(
+        objective, n_trials=remaining, timeout=timeout_s if timeout_s is not None else sf.budget.timeout,
+        catch=(Exception,),
+        callbacks=[optuna.study.MaxTrialsCallback(sf.budget.n_trials, states=FINISHED), streak, *(callbacks or [])],
+    )
+    if streak.tripped:
+        raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's stop_reason "
+                          f"(`automl status`) and fix the cause before resuming")
+    return study

@@ -1,0 +1,63 @@
+"""Storage URLs: defaults, secrets from the environment, masking, heartbeat and retries.
+
+- ``sqlite:///runs/<study>/study.db`` by default (one machine, a few workers);
+- ``postgresql+psycopg://user:pass@host/db`` or ``mysql+pymysql://...`` to scale out;
+- ``journal:///shared/disk/study.log`` for Optuna's file journal on a shared disk;
+- ``env:VAR`` reads the URL from environment variable VAR, so no password sits in a file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from automl.errors import ConfigError
+from automl.study.config import StorageSection, StudyFile
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<pw>[^@/]*))?@", re.I)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a storage URL (``user:***@host``); anything else is left readable."""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}{':***' if m['pw'] is not None else ''}@", url)
+
+
+def resolve_url(sf: StudyFile, override: str | None = None) -> str:
+    url = override or sf.storage.url
+    if url is None:
+        return f"sqlite:///{sf.run_dir / 'study.db'}"
+    if url.startswith("env:"):
+        var = url[4:]
+        if var not in os.environ:
+            raise ConfigError(f"storage: environment variable {var} is not set")
+        return os.environ[var]
+    return url
+
+
+def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
+    """An Optuna storage with heartbeat, so trials of dead workers are failed and retried."""
+    if url.startswith("journal://"):
+        path = Path(url[len("journal://"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict = {}
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        # Several local workers share one file: wait on locks instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(
+            url, engine_kwargs=engine_kwargs,
+            heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=opts.max_retries),
+        )
+    except Exception as exc:  # noqa: BLE001 - connection errors carry the URL; never echo it
+        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(exc).__name__}: "
+                          f"{mask_url(str(exc).splitlines()[0])})") from None

@@ -1,0 +1,196 @@
+"""Train and evaluate one trial config. Used by the search, the final retrain and ``rerun``.
+
+The loop knows nothing about Optuna: it calls ``on_epoch`` after each evaluation, and that
+callback may stop it (by raising, e.g. ``optuna.TrialPruned``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl.data.folder import Dataset, Split
+from automl.data.loader import Normalizer, eval_batches, train_loader
+from automl.trial.augment import train_transform
+from automl.trial.losses import SegmentationLoss
+from automl.trial.metrics import ConfusionMatrix, mean_iou, per_class_iou
+from automl.trial.model import build_model
+from automl.trial.optim import build_optimizer, build_scheduler
+from automl.trial_config import TrialConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class TrialTimeout(RuntimeError):
+    """The trial ran past its time limit."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors run: device, mixed precision, memory format."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    # Synchronise around the training step so compute time is exact on CUDA. Off by default:
+    # a sync per step stops the host from queueing the next batch while the GPU works.
+    exact_timing: bool = False
+
+    @classmethod
+    def resolve(cls, name: str = "auto") -> Runtime:
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        device = torch.device(name)
+        if device.type == "cuda":
+            # bf16 needs no loss scaling; older GPUs fall back to fp16 with a GradScaler.
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            torch.backends.cudnn.benchmark = True
+            return cls(device, dtype, channels_last=True)
+        return cls(device)
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def timing_barrier(self) -> None:
+        if self.exact_timing and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    miou: float
+    per_class_iou: list[float]
+    full_val: bool
+    seconds: float
+
+
+@dataclass
+class TimeStats:
+    compute_s: float = 0.0  # forward + backward + optimizer step
+    train_s: float = 0.0    # whole training epochs (compute + data + transfers)
+    eval_s: float = 0.0
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[EpochResult] = field(default_factory=list)
+    times: TimeStats = field(default_factory=TimeStats)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def subset_indices(n: int, fraction: float) -> list[int]:
+    """A fixed, evenly spaced subset: the same images for every trial."""
+    k = max(1, round(n * fraction))
+    return sorted({int(i) for i in np.linspace(0, n - 1, k).round()})
+
+
+def logits_of(output) -> torch.Tensor:
+    """SMP models with an aux head return (mask logits, class logits)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def forward_padded(model: nn.Module, x: torch.Tensor, divisor: int) -> torch.Tensor:
+    """Pad bottom/right to a multiple of ``divisor``, run, and crop the logits back."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % divisor, (-w) % divisor
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return logits_of(model(x))[..., :h, :w]
+
+
+@torch.no_grad()
+def confusion_on(model: nn.Module, split: Split, indices: list[int], cfg: TrialConfig, runtime: Runtime,
+                 normalize: Normalizer, batch_size: int) -> np.ndarray:
+    model.eval()
+    cm = ConfusionMatrix(cfg.data.num_classes, cfg.data.ignore_index, runtime.device)
+    for _, imgs, masks in eval_batches(split, indices, batch_size):
+        with runtime.autocast():
+            logits = forward_padded(model, normalize(imgs), cfg.data.pad_divisor)
+        cm.update(logits.argmax(1), masks.to(runtime.device, non_blocking=True))
+    return cm.numpy()
+
+
+def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
+        on_epoch: Callable[[EpochResult], None] | None = None,
+        train_split: Split | None = None,
+        eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int = 0,
+        deadline: float | None = None, times: TimeStats | None = None) -> FitResult:
+    """Train ``cfg.epochs`` epochs; evaluate val mIoU after each (subset early, full val last)."""
+    seed_everything(cfg.seed)
+    train_split = train_split or data.train
+    model = build_model(cfg.model, cfg.data.num_classes).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = SegmentationLoss(cfg.loss, cfg.data.num_classes, cfg.data.ignore_index).to(runtime.device)
+    loader = train_loader(train_split, train_transform(cfg.augment, cfg.data.ignore_index),
+                          batch_size=cfg.batch_size, seed=cfg.seed, num_workers=num_workers,
+                          pin_memory=runtime.device.type == "cuda")
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs * len(loader))
+    scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
+    normalize = Normalizer(cfg.data.mean, cfg.data.std, runtime.device, runtime.channels_last)
+    val_all = list(range(len(data.val)))
+    val_subset = subset_indices(len(data.val), eval_subset)
+    result = FitResult(model, times=times if times is not None else TimeStats())
+
+    for epoch in range(1, cfg.epochs + 1):
+        t_epoch = time.perf_counter()
+        model.train()
+        loss_sum = torch.zeros((), device=runtime.device)
+        steps = 0
+        for imgs, masks in loader:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrialTimeout(f"time limit reached in epoch {epoch}")
+            x, y = normalize(imgs), masks.to(runtime.device, non_blocking=True)
+            runtime.timing_barrier()
+            t0 = time.perf_counter()
+            with runtime.autocast():
+                out = model(x)
+                aux = out[1] if isinstance(out, (tuple, list)) else None
+                loss = criterion(logits_of(out), y, aux)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            runtime.timing_barrier()
+            result.times.compute_s += time.perf_counter() - t0
+            loss_sum += loss.detach()
+            steps += 1
+            if steps % 25 == 0 and not torch.isfinite(loss_sum):
+                raise NonFiniteLoss(f"loss is {loss_sum.item()} at epoch {epoch}, step {steps}")
+        train_loss = loss_sum.item() / max(1, steps)
+        if not np.isfinite(train_loss):
+            raise NonFiniteLoss(f"loss is {train_loss} at epoch {epoch}")
+        t_eval = time.perf_counter()
+        result.times.train_s += t_eval - t_epoch
+        full = epoch == cfg.epochs
+        cm = confusion_on(model, data.val, val_all if full else val_subset, cfg, runtime, normalize, eval_batch_size)
+        result.times.eval_s += time.perf_counter() - t_eval
+        iou = per_class_iou(cm)
+        res = EpochResult(epoch, train_loss, mean_iou(cm), [None if np.isnan(v) else float(v) for v in iou],
+                          full, time.perf_counter() - t_epoch)
+        result.history.append(res)
+        if on_epoch is not None:
+            on_epoch(res)
+    return result

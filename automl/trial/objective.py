@@ -1,0 +1,134 @@
+"""The Optuna objective: sample a config, measure it, train it, report each epoch, prune.
+
+Everything a later stage or the dashboard needs is stored on the trial's user_attrs:
+``config`` (the resolved TrialConfig), ``seed``, ``params_m``, ``latency_ms``,
+``miou_per_class``, ``epoch_times_s``, ``epochs_run``, ``stop_reason``, ``compute_s``,
+``wall_s``, ``peak_mem_mb``. Writes are batched so that a trial costs few storage writes.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import resource
+import time
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from automl.data.folder import Dataset
+from automl.space.sample import ResolvedSpace
+from automl.trial.engine import EpochResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
+from automl.trial.latency import measure_latency_ms
+from automl.trial.model import build_model, count_params
+from automl.trial.progress import TrialEvents
+from automl.trial_config import DataSpec, TrialConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialSettings:
+    epochs: int
+    eval_subset: float = 1.0
+    eval_batch_size: int = 8
+    num_workers: int = 0
+    time_limit_s: float | None = None
+    base_seed: int = 0
+
+
+def trial_seed(trial: optuna.Trial, base_seed: int) -> int:
+    """A retried trial keeps its original's seed, so the retry reproduces the same run."""
+    # RetryHeartbeatStaleTrialCallback.retried_trial_number() wants a FrozenTrial; this reads the
+    # same system attr ("failed_trial": the first failed trial's number) from a live Trial.
+    original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+    return base_seed * 100_003 + (trial.number if original is None else original)
+
+
+def peak_memory_mb(runtime: Runtime) -> float:
+    if runtime.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(runtime.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark
+
+
+class Objective:
+    def __init__(self, space: ResolvedSpace, data: Dataset, data_spec: DataSpec, runtime: Runtime,
+                 settings: TrialSettings, input_size: tuple[int, int], events: TrialEvents | None = None):
+        self.space, self.data, self.data_spec, self.runtime = space, data, data_spec, runtime
+        self.settings, self.input_size = settings, input_size
+        self.events = events or TrialEvents()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        t_start = time.monotonic()
+        s = self.settings
+        cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed))
+        if self.runtime.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.runtime.device)
+        attrs: dict = {"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)}
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        self.events.trial_started(trial.number, cfg)
+        history: list[EpochResult] = []
+
+        def on_epoch(res: EpochResult) -> None:
+            history.append(res)
+            trial.report(res.miou, res.epoch)
+            self.events.epoch_done(trial.number, res, cfg.epochs)
+            if res.epoch < cfg.epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
+
+        stop_reason = "completed"
+        times = TimeStats()
+        try:
+            deadline = t_start + s.time_limit_s if s.time_limit_s else None
+            fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
+                eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline, times=times)
+            return history[-1].miou
+        except optuna.TrialPruned as exc:
+            stop_reason = str(exc)
+            raise
+        except NonFiniteLoss as exc:
+            # A diverging config is a legitimate, informative outcome: prune it, don't fail it.
+            stop_reason = f"pruned: {exc}"
+            raise optuna.TrialPruned(stop_reason) from None
+        except TrialTimeout as exc:
+            stop_reason = f"failed: {exc}"
+            raise
+        except Exception as exc:
+            stop_reason = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+            raise
+        except KeyboardInterrupt:
+            stop_reason = "failed: interrupted (will be retried on resume)"
+            raise
+        finally:
+            final = {
+                "stop_reason": stop_reason,
+                "epochs_run": len(history),
+                "epoch_times_s": [round(h.seconds, 3) for h in history],
+                "miou_history": [round(h.miou, 5) for h in history],
+                "wall_s": round(time.monotonic() - t_start, 3),
+                "peak_mem_mb": round(peak_memory_mb(self.runtime), 1),
+            }
+            if history:
+                final["miou_per_class"] = dict(zip(self.data_spec.classes, history[-1].per_class_iou))
+            final.update(compute_s=round(times.compute_s, 3), train_s=round(times.train_s, 3),
+                         eval_s=round(times.eval_s, 3))
+            for k, v in final.items():
+                try:
+                    trial.set_user_attr(k, v)
+                except Exception:  # noqa: BLE001 - storage gone (e.g. killed DB); the trial result stands
+                    log.warning("could not record %s for trial %d", k, trial.number)
+                    break
+            gc.collect()
+            if self.runtime.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _measure(self, cfg: TrialConfig) -> dict:
+        """Parameter count and batch-1 latency at the study's input size, before training."""
+        model = build_model(cfg.model, cfg.data.num_classes).to(self.runtime.device)
+        if self.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        ms = measure_latency_ms(model, self.input_size, self.runtime)
+        return {"params_m": round(count_params(model) / 1e6, 4), "latency_ms": round(ms, 2),
+                "latency_device": str(self.runtime.device), "input_size": list(self.input_size)}

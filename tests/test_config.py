@@ -1,0 +1,109 @@
+"""Study-file and search-space validation: one clear error naming the field, before any data."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from automl.errors import ConfigError
+from automl.space.schema import load_search_space
+from automl.study.config import load_study_file, parse_duration
+from automl.study.runner import prepare
+from tests.conftest import TINY_SPACE, tiny_study_doc, write_yaml
+
+
+def _space_error(tmp_path, mutate) -> str:
+    doc = copy.deepcopy(TINY_SPACE)
+    mutate(doc)
+    with pytest.raises(ConfigError) as exc:
+        load_search_space(write_yaml(tmp_path / "space.yaml", doc))
+    return str(exc.value)
+
+
+def _study_error(tmp_path, **changes) -> str:
+    with pytest.raises(ConfigError) as exc:
+        load_study_file(write_yaml(tmp_path / "s.yaml", tiny_study_doc(**changes)))
+    return str(exc.value)
+
+
+def test_unknown_key_is_named(tmp_path):
+    msg = _study_error(tmp_path, **{"budget.n_trails": 3})
+    assert "budget.n_trails: unknown key" in msg and "s.yaml" in msg
+
+
+def test_wrong_type_is_named(tmp_path):
+    assert "budget.trial_epochs" in _study_error(tmp_path, **{"budget.trial_epochs": "many"})
+
+
+def test_unknown_pruner_lists_choices(tmp_path):
+    msg = _study_error(tmp_path, **{"pruner.type": "patient"})
+    assert "pruner.type" in msg and "hyperband" in msg and "median" in msg
+
+
+def test_bad_duration(tmp_path):
+    assert "budget.timeout" in _study_error(tmp_path, **{"budget.timeout": "soon"})
+    assert parse_duration("1.5h") == 5400 and parse_duration("90") == 90 and parse_duration("15m") == 900
+
+
+def test_ignore_index_colliding_with_a_class(tmp_path):
+    assert "ignore_index" in _study_error(tmp_path, **{"data.ignore_index": 2})
+
+
+def test_inverted_range(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["optimizer"]["adamw"].update(lr={"low": 1e-2, "high": 1e-4}))
+    assert "optimizer.adamw.lr" in msg and "inverted" in msg
+
+
+def test_unknown_architecture_lists_valid_ones(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["model"].update(architectures=["Unet", "SegNet"]))
+    assert "model.architectures" in msg and "SegNet" in msg and "DeepLabV3Plus" in msg
+
+
+def test_unknown_encoder(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["model"].update(encoders=["resnet19"]))
+    assert "model.encoders" in msg and "resnet19" in msg and "tu-" in msg
+
+
+def test_unknown_timm_encoder(tmp_path):
+    assert "tu-not_a_model" in _space_error(tmp_path, lambda d: d["model"].update(encoders=["tu-not_a_model"]))
+
+
+def test_unknown_loss_term(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["loss"].update(tversky=0.5))
+    assert "loss.tversky: unknown key" in msg
+
+
+def test_unknown_transform(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["augment"].update(elastic=0.3))
+    assert "augment.elastic: unknown key" in msg
+
+
+def test_unknown_optimizer_and_schedule(tmp_path):
+    assert "lamb" in _space_error(tmp_path, lambda d: d["optimizer"].update(lamb={"lr": 1e-3}))
+    assert "step" in _space_error(tmp_path, lambda d: d["schedule"].update(step={}))
+
+
+def test_loss_that_can_be_all_zero_is_rejected(tmp_path):
+    msg = _space_error(tmp_path, lambda d: d["loss"].update(ce={"low": 0.0, "high": 1.0}))
+    assert "at least one of ce/dice/focal/lovasz" in msg
+
+
+def test_config_errors_come_before_data_is_read(tmp_path):
+    # The data folder does not exist, but the broken space must be what the user hears about.
+    doc = copy.deepcopy(TINY_SPACE)
+    doc["model"]["encoders"] = ["nope"]
+    write_yaml(tmp_path / "space.yaml", doc)
+    sf = load_study_file(write_yaml(tmp_path / "s.yaml", tiny_study_doc(**{"data.root": str(tmp_path / "missing"),
+                                                                            "data.synthetic": None})))
+    with pytest.raises(ConfigError, match="nope"):
+        prepare(sf)
+
+
+def test_baseline_outside_the_space(tmp_path, tiny_study, runs_root):
+    space = copy.deepcopy(TINY_SPACE)
+    space["baseline"] = {"adamw.lr": 1.0, "bogus": 1}
+    sf = load_study_file(tiny_study(space=space), runs_root=runs_root)
+    with pytest.raises(ConfigError) as exc:
+        prepare(sf)
+    assert "baseline.adamw.lr" in str(exc.value) and "baseline.bogus" in str(exc.value)
