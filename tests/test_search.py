@@ -31,6 +31,11 @@ def test_three_trial_search_records_everything(tiny_study, runs_root):
         assert key in best.user_attrs, key
     assert set(best.user_attrs["miou_per_class"]) == set(sf.data.classes)
     assert 0.0 <= best.value <= 1.0 and best.intermediate_values[2] == best.value
+    # The best trial's weights are kept in SMP's format, with the config that produced them.
+    from automl.trial.checkpoint import load_model
+
+    model, saved_cfg, info = load_model(runs_root / "tiny" / "best_trial")
+    assert saved_cfg == cfg and info["trial_number"] == best.number and info["value"] == best.value
     # Resuming a study that reached its total runs nothing more.
     again = run_search(prepare(sf))
     assert len(again.get_trials()) == len(trials)

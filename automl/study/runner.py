@@ -23,7 +23,8 @@ from automl.space.schema import load_search_space
 from automl.study.config import StudyFile
 from automl.study.storage import mask_url, open_storage, resolve_url
 from automl.trial.engine import Runtime
-from automl.trial.objective import Objective, TrialSettings
+from automl.study.checkpoints import BestTrialCheckpoint
+from automl.trial.objective import CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec
 
@@ -116,7 +117,8 @@ def setup_study(prep: Prepared, *, worker_index: int = 0) -> optuna.Study:
 
 
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
-               callbacks: list | None = None, timeout_s: float | None = None) -> optuna.Study:
+               callbacks: list | None = None, completed_hooks: list[CompletedHook] | None = None,
+               timeout_s: float | None = None) -> optuna.Study:
     """Optimize until the study holds ``budget.n_trials`` finished trials (across restarts)."""
     sf = prep.sf
     study = study or setup_study(prep)
@@ -127,7 +129,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     settings = TrialSettings(epochs=sf.budget.trial_epochs, eval_subset=sf.eval.subset,
                              eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed)
-    objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events)
+    objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
+                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])])
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     log.info("study %s on %s: %d trial(s) to go", sf.name, mask_url(prep.storage_url), remaining)
     study.optimize(

@@ -13,19 +13,24 @@ import logging
 import resource
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import optuna
 import torch
 
 from automl.data.folder import Dataset
 from automl.space.sample import ResolvedSpace
-from automl.trial.engine import EpochResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
+from automl.trial.engine import EpochResult, FitResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
 from automl.trial.latency import measure_latency_ms
 from automl.trial.model import build_model, count_params
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec, TrialConfig
 
 log = logging.getLogger(__name__)
+
+# Called after a trial trains to completion, while its model is still in memory:
+# (trial, config, fit result, objective value). E.g. keep the best weights, draw predictions.
+CompletedHook = Callable[[optuna.Trial, TrialConfig, FitResult, float], None]
 
 
 @dataclass
@@ -54,10 +59,12 @@ def peak_memory_mb(runtime: Runtime) -> float:
 
 class Objective:
     def __init__(self, space: ResolvedSpace, data: Dataset, data_spec: DataSpec, runtime: Runtime,
-                 settings: TrialSettings, input_size: tuple[int, int], events: TrialEvents | None = None):
+                 settings: TrialSettings, input_size: tuple[int, int], events: TrialEvents | None = None,
+                 completed_hooks: list[CompletedHook] | None = None):
         self.space, self.data, self.data_spec, self.runtime = space, data, data_spec, runtime
         self.settings, self.input_size = settings, input_size
         self.events = events or TrialEvents()
+        self.completed_hooks = list(completed_hooks or [])
 
     def __call__(self, trial: optuna.Trial) -> float:
         t_start = time.monotonic()
@@ -82,9 +89,13 @@ class Objective:
         times = TimeStats()
         try:
             deadline = t_start + s.time_limit_s if s.time_limit_s else None
-            fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
-                eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline, times=times)
-            return history[-1].miou
+            result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
+                         eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
+                         times=times)
+            value = history[-1].miou
+            for hook in self.completed_hooks:
+                hook(trial, cfg, result, value)
+            return value
         except optuna.TrialPruned as exc:
             stop_reason = str(exc)
             raise
