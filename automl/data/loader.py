@@ -26,6 +26,9 @@ class TrainCrops(TorchDataset):
 
 def train_loader(split: Split, transform, *, batch_size: int, seed: int, num_workers: int,
                  pin_memory: bool) -> DataLoader:
+    # albumentations 2 draws from its own generators, seeded from OS entropy unless told:
+    # seed them so that a rerun of a trial reproduces its augmentations.
+    transform.set_random_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(
         TrainCrops(split, transform), batch_size=batch_size, shuffle=True, drop_last=len(split) > batch_size,
@@ -36,11 +39,12 @@ def train_loader(split: Split, transform, *, batch_size: int, seed: int, num_wor
 
 
 def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % 2**32
+    seed = torch.initial_seed() % 2**32  # distinct per worker and epoch, derived from the loader's generator
     np.random.seed(seed)
     import random
 
     random.seed(seed)
+    torch.utils.data.get_worker_info().dataset.transform.set_random_seed(seed)
 
 
 class Normalizer:

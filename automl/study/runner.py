@@ -8,6 +8,7 @@ architecture/encoder pairs work at the data's input size → the baseline's valu
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import optuna
@@ -23,13 +24,14 @@ from automl.space.schema import load_search_space
 from automl.study.config import StudyFile
 from automl.study.storage import mask_url, open_storage, resolve_url
 from automl.trial.engine import Runtime
+from automl.study.budget import FINISHED, budget_state
 from automl.study.checkpoints import BestTrialCheckpoint
-from automl.trial.objective import CompletedHook, Objective, TrialSettings
+from automl.study.recovery import recover
+from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec
 
 log = logging.getLogger(__name__)
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass
@@ -100,45 +102,58 @@ class FailureStreak:
         self.limit, self.streak, self.tripped = limit, 0, False
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("stop_reason") == SURPLUS:
+            return
         self.streak = self.streak + 1 if trial.state == TrialState.FAIL else 0
         if self.streak >= self.limit:
             self.tripped = True
             study.stop()
 
 
-def setup_study(prep: Prepared, *, worker_index: int = 0) -> optuna.Study:
+def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True) -> optuna.Study:
     study = open_study(prep.sf, prep.storage_url, worker_index=worker_index)
     if not study.get_trials(deepcopy=False):
-        study.set_metric_names(["val mIoU"])  # what optuna-dashboard shows instead of "Objective 0"
+        if study.metric_names is None:
+            study.set_metric_names(["val mIoU"])  # what optuna-dashboard shows instead of "Objective 0"
         study.set_user_attr("data_spec", prep.data_spec.model_dump(mode="json"))
         study.set_user_attr("input_size", list(prep.input_size))
-        study.enqueue_trial(prep.space.checked_baseline(), user_attrs={"baseline": True})
+        if enqueue_baseline:
+            study.enqueue_trial(prep.space.checked_baseline(), user_attrs={"baseline": True})
     return study
 
 
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
                callbacks: list | None = None, completed_hooks: list[CompletedHook] | None = None,
-               timeout_s: float | None = None) -> optuna.Study:
-    """Optimize until the study holds ``budget.n_trials`` finished trials (across restarts)."""
+               timeout_s: float | None = None, poll_s: float = 2.0) -> optuna.Study:
+    """Run trials until the study holds ``budget.n_trials`` finished trials or its search time is
+    spent, across restarts and workers.
+
+    Trials are started one ``optimize`` call at a time (Optuna's heartbeat only runs under
+    ``optimize``) behind a budget gate: while running trials could already complete the total,
+    this worker starts nothing and waits, so that a study never ends with more than its total;
+    if one of those trials dies, its retry is picked up here.
+    """
     sf = prep.sf
     study = study or setup_study(prep)
-    remaining = sf.budget.n_trials - finished_count(study)
-    if remaining <= 0:
-        log.info("study %s already has %d finished trials", sf.name, finished_count(study))
-        return study
     settings = TrialSettings(epochs=sf.budget.trial_epochs, eval_subset=sf.eval.subset,
                              eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
-                             time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed)
+                             time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
+                             total_trials=sf.budget.n_trials)
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
                           completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])])
     streak = FailureStreak(sf.budget.max_consecutive_failures)
-    log.info("study %s on %s: %d trial(s) to go", sf.name, mask_url(prep.storage_url), remaining)
-    study.optimize(
-        objective, n_trials=remaining, timeout=timeout_s if timeout_s is not None else sf.budget.timeout,
-        catch=(Exception,),
-        callbacks=[optuna.study.MaxTrialsCallback(sf.budget.n_trials, states=FINISHED), streak, *(callbacks or [])],
-    )
-    if streak.tripped:
-        raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's stop_reason "
-                          f"(`automl status`) and fix the cause before resuming")
+    timeout = timeout_s if timeout_s is not None else sf.budget.timeout
+    log.info("study %s on %s", sf.name, mask_url(prep.storage_url))
+    while True:
+        recover(study, sf.storage.max_retries)
+        state = budget_state(study, sf.budget.n_trials, timeout)
+        if state.complete or state.out_of_time:
+            break
+        if state.fully_booked:
+            time.sleep(poll_s)  # other workers' trials may finish the study, or die and be retried
+            continue
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[streak, *(callbacks or [])])
+        if streak.tripped:
+            raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
+                              "stop_reason (`automl status`) and fix the cause before resuming")
     return study

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import resource
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from automl.data.folder import Dataset
 from automl.space.sample import ResolvedSpace
@@ -24,9 +27,22 @@ from automl.trial.engine import EpochResult, FitResult, NonFiniteLoss, Runtime, 
 from automl.trial.latency import measure_latency_ms
 from automl.trial.model import build_model, count_params
 from automl.trial.progress import TrialEvents
+from automl.trial.timelimit import time_limit
 from automl.trial_config import DataSpec, TrialConfig
 
 log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+INTERRUPTED = "failed: interrupted (retried on resume)"
+SURPLUS = "surplus: other workers already reached the study total"
+
+
+class SurplusTrial(RuntimeError):
+    """Started in a race after the study total was reached; ends FAILED and is not counted."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 # Called after a trial trains to completion, while its model is still in memory:
 # (trial, config, fit result, objective value). E.g. keep the best weights, draw predictions.
@@ -41,6 +57,7 @@ class TrialSettings:
     num_workers: int = 0
     time_limit_s: float | None = None
     base_seed: int = 0
+    total_trials: int | None = None  # the study total, for the surplus check
 
 
 def trial_seed(trial: optuna.Trial, base_seed: int) -> int:
@@ -69,10 +86,18 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         t_start = time.monotonic()
         s = self.settings
+        trial.set_user_attr("worker", worker_id())
+        if s.total_trials is not None and self._is_surplus(trial, s.total_trials):
+            trial.set_user_attr("stop_reason", SURPLUS)
+            trial.study.stop()
+            raise SurplusTrial(SURPLUS)
         cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed))
         if self.runtime.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.runtime.device)
         attrs: dict = {"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)}
+        original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if original is not None:
+            attrs["retry_of"] = original
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         self.events.trial_started(trial.number, cfg)
@@ -88,10 +113,8 @@ class Objective:
         stop_reason = "completed"
         times = TimeStats()
         try:
-            deadline = t_start + s.time_limit_s if s.time_limit_s else None
-            result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
-                         eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
-                         times=times)
+            with time_limit(s.time_limit_s):
+                result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
             value = history[-1].miou
             for hook in self.completed_hooks:
                 hook(trial, cfg, result, value)
@@ -110,30 +133,63 @@ class Objective:
             stop_reason = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             raise
         except KeyboardInterrupt:
-            stop_reason = "failed: interrupted (will be retried on resume)"
+            stop_reason = INTERRUPTED
             raise
         finally:
-            final = {
-                "stop_reason": stop_reason,
-                "epochs_run": len(history),
-                "epoch_times_s": [round(h.seconds, 3) for h in history],
-                "miou_history": [round(h.miou, 5) for h in history],
-                "wall_s": round(time.monotonic() - t_start, 3),
-                "peak_mem_mb": round(peak_memory_mb(self.runtime), 1),
-            }
-            if history:
-                final["miou_per_class"] = dict(zip(self.data_spec.classes, history[-1].per_class_iou))
-            final.update(compute_s=round(times.compute_s, 3), train_s=round(times.train_s, 3),
-                         eval_s=round(times.eval_s, 3))
-            for k, v in final.items():
-                try:
-                    trial.set_user_attr(k, v)
-                except Exception:  # noqa: BLE001 - storage gone (e.g. killed DB); the trial result stands
-                    log.warning("could not record %s for trial %d", k, trial.number)
-                    break
-            gc.collect()
-            if self.runtime.device.type == "cuda":
-                torch.cuda.empty_cache()
+            self._record_end(trial, stop_reason, history, times, t_start)
+
+    def _fit_with_oom_retry(self, trial, cfg, on_epoch, times, history, t_start):
+        """Out of memory before the first report: retry once at half the batch size."""
+        s = self.settings
+        deadline = t_start + s.time_limit_s if s.time_limit_s else None
+        for attempt in (0, 1):
+            try:
+                result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
+                             eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
+                             times=times)
+                return result, cfg
+            except (torch.OutOfMemoryError, MemoryError):
+                if attempt == 1 or history or cfg.batch_size < 2:
+                    raise
+                gc.collect()
+                if self.runtime.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                cfg = cfg.with_changes(batch_size=cfg.batch_size // 2)
+                log.warning("trial %d ran out of memory; retrying at batch size %d", trial.number, cfg.batch_size)
+                trial.set_user_attr("config", cfg.to_dict())
+                trial.set_user_attr("oom_retry", True)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _is_surplus(trial: optuna.Trial, total: int) -> bool:
+        """Two workers may pass the budget gate together; the one with the higher number yields."""
+        ahead = [t for t in trial.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+                 if t.number < trial.number]
+        return len(ahead) >= total
+
+    def _record_end(self, trial, stop_reason: str, history: list[EpochResult], times: TimeStats,
+                    t_start: float) -> None:
+        final = {
+            "stop_reason": stop_reason,
+            "epochs_run": len(history),
+            "epoch_times_s": [round(h.seconds, 3) for h in history],
+            "miou_history": [round(h.miou, 5) for h in history],
+            "wall_s": round(time.monotonic() - t_start, 3),
+            "peak_mem_mb": round(peak_memory_mb(self.runtime), 1),
+            "compute_s": round(times.compute_s, 3), "train_s": round(times.train_s, 3),
+            "eval_s": round(times.eval_s, 3),
+        }
+        if history:
+            final["miou_per_class"] = dict(zip(self.data_spec.classes, history[-1].per_class_iou))
+        for k, v in final.items():
+            try:
+                trial.set_user_attr(k, v)
+            except Exception:  # noqa: BLE001 - storage gone (e.g. database restarting); the result stands
+                log.warning("could not record %s for trial %d", k, trial.number)
+                break
+        gc.collect()
+        if self.runtime.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _measure(self, cfg: TrialConfig) -> dict:
         """Parameter count and batch-1 latency at the study's input size, before training."""

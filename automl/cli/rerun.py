@@ -1,0 +1,54 @@
+"""`automl rerun`: retrain exactly one trial of a study from its stored config and seed."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from automl.cli.common import add_study_args, load_study
+
+
+def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
+    import optuna
+
+    from automl.errors import AutoMLError
+    from automl.study.runner import load_data
+    from automl.study.storage import open_storage, resolve_url
+    from automl.trial.checkpoint import save_model
+    from automl.trial.engine import Runtime, fit
+    from automl.trial_config import TrialConfig
+
+    sf = load_study(args)
+    study = optuna.load_study(study_name=sf.name, storage=open_storage(resolve_url(sf, args.storage), sf.storage))
+    matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
+    if not matches or "config" not in matches[0].user_attrs:
+        raise AutoMLError(f"study {sf.name} has no trial #{args.trial} with a stored config")
+    original = matches[0]
+    cfg = TrialConfig.from_dict(original.user_attrs["config"])
+    if args.epochs:
+        cfg = cfg.with_changes(epochs=args.epochs)
+    console.print(f"rerun of trial #{args.trial}: {cfg.summary()}, seed {cfg.seed}, {cfg.epochs} epochs")
+    data = load_data(sf)
+    stored = original.intermediate_values
+
+    def on_epoch(res):
+        before = stored.get(res.epoch)
+        was = f"  (search: {before:.4f})" if before is not None else ""
+        console.print(f"epoch {res.epoch}/{cfg.epochs}  val mIoU {res.miou:.4f}{was}")
+
+    result = fit(cfg, data, Runtime.resolve(args.device or sf.device), on_epoch=on_epoch,
+                 eval_subset=sf.eval.subset, eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers)
+    out = save_model(result.model, cfg, sf.run_dir / "reruns" / f"trial_{args.trial}",
+                     extra={"trial_number": args.trial, "value": result.history[-1].miou})
+    console.print(f"saved to {out.relative_to(sf.run_dir.parent)}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rerun", help="retrain one trial exactly (same config and seed)")
+    add_study_args(p)
+    p.add_argument("--trial", type=int, required=True, help="trial number")
+    p.add_argument("--epochs", type=int, help="train this many epochs instead of the trial's")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.set_defaults(func=cmd_rerun)

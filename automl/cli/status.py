@@ -1,0 +1,55 @@
+"""`automl status`: trials by state, best trial, time spent and an estimate of time left."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+from rich.table import Table
+
+from automl.cli.common import add_study_args, load_study
+
+
+def _hms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s"
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    import optuna
+
+    from automl.study.status import study_status
+    from automl.study.storage import mask_url, open_storage, resolve_url
+
+    sf = load_study(args)
+    url = resolve_url(sf, args.storage)
+    try:
+        study = optuna.load_study(study_name=sf.name, storage=open_storage(url, sf.storage))
+    except KeyError:
+        console.print(f"no study named {sf.name} in {mask_url(url)} yet: run `automl search {args.study}`")
+        return 1
+    st = study_status(study, sf.budget.n_trials, sf.budget.timeout)
+    table = Table(title=f"study {st.name} ({mask_url(url)})", show_header=False)
+    table.add_row("trials", ", ".join(f"{n} {k}" for k, n in st.counts.items() if n) or "none")
+    table.add_row("progress", f"{st.budget.finished}/{st.budget.target} finished")
+    table.add_row("best", "-" if st.best_value is None else f"#{st.best_number}: val mIoU {st.best_value:.4f}  "
+                                                             f"{st.best_summary}")
+    limit = f" of {_hms(st.budget.timeout_s)}" if st.budget.timeout_s else ""
+    table.add_row("search time", f"{_hms(st.budget.elapsed_s)}{limit}")
+    table.add_row("median trial", _hms(st.median_trial_s))
+    table.add_row("workers now", str(st.active_workers))
+    table.add_row("time left (est.)", _hms(st.eta_s))
+    for retry, original in st.retries:
+        table.add_row("retry", f"#{retry} retries #{original}")
+    for number, reason in st.recent_failures:
+        table.add_row(f"failed #{number}", reason)
+    console.print(table)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="trials by state, best trial, time spent and left")
+    add_study_args(p)
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,58 @@
+"""Where a study stands: trials by state, best so far, time spent, an estimate of time left."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from automl.study.budget import BudgetState, budget_state
+
+
+@dataclass
+class StudyStatus:
+    name: str
+    budget: BudgetState
+    counts: dict[str, int]
+    best_number: int | None
+    best_value: float | None
+    best_summary: str
+    median_trial_s: float | None
+    active_workers: int
+    eta_s: float | None
+    recent_failures: list[tuple[int, str]] = field(default_factory=list)
+    retries: list[tuple[int, int]] = field(default_factory=list)  # (retry, original)
+
+
+def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> StudyStatus:
+    from automl.trial_config import TrialConfig
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    b = budget_state(study, target, timeout_s)
+    durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                 if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete]
+    median = statistics.median(durations) if durations else None
+    workers = {t.user_attrs.get("worker") for t in trials if t.state == TrialState.RUNNING}
+    active = max(1, len(workers))
+    eta = None
+    if median is not None:
+        eta = max(0, b.target - b.finished) * median / active
+        if timeout_s is not None:
+            eta = min(eta, max(0.0, timeout_s - b.elapsed_s))
+    best_number = best_value = None
+    summary = ""
+    completed = [t for t in trials if t.state == TrialState.COMPLETE]
+    if completed:
+        best = study.best_trial
+        best_number, best_value = best.number, best.value
+        if "config" in best.user_attrs:
+            summary = TrialConfig.from_dict(best.user_attrs["config"]).summary()
+    failures = [(t.number, t.user_attrs.get("stop_reason", "failed")) for t in trials if t.state == TrialState.FAIL]
+    retries = [(t.number, t.system_attrs["failed_trial"]) for t in trials if "failed_trial" in t.system_attrs]
+    return StudyStatus(study.study_name, b, counts, best_number, best_value, summary, median, len(workers),
+                       eta, failures[-5:], retries)
