@@ -6,11 +6,15 @@ import cv2
 
 import albumentations as A
 
+from automl.data.target_crop import TargetCrop
 from automl.trial_config import AugmentSpec, DataSpec
 
 
 def train_transform(aug: AugmentSpec, ignore_index: int) -> A.Compose:
     """Scale-and-crop ("rich crop", padded with the ignore label), flips, colour, blur/noise.
+
+    The crop is target-centred (``automl.data.target_crop.TargetCrop``) with probability
+    ``aug.target_crop``. ``A.save``/``A.load`` round-trip the result (YAML or JSON).
 
     Works on uint8 images; normalisation happens on the device.
     """
@@ -20,14 +24,7 @@ def train_transform(aug: AugmentSpec, ignore_index: int) -> A.Compose:
         steps.append(A.RandomScale(scale_limit=(aug.scale_min - 1.0, aug.scale_max - 1.0), p=1.0))
     steps.append(A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0,
                                fill_mask=ignore_index, position="random"))
-    if aug.target_crop > 0:
-        # Crop around labelled pixels with probability target_crop, anywhere otherwise.
-        steps.append(A.OneOf([
-            A.CropNonEmptyMaskIfExists(height=h, width=w, ignore_values=[ignore_index], p=aug.target_crop),
-            A.RandomCrop(height=h, width=w, p=1.0 - aug.target_crop),
-        ], p=1.0))
-    else:
-        steps.append(A.RandomCrop(height=h, width=w))
+    steps.append(crop_step(h, w, aug.target_crop, ignore_index))
     if aug.hflip > 0:
         steps.append(A.HorizontalFlip(p=aug.hflip))
     if aug.vflip > 0:
@@ -39,6 +36,16 @@ def train_transform(aug: AugmentSpec, ignore_index: int) -> A.Compose:
         steps.append(A.OneOf([A.GaussianBlur(sigma_limit=(0.3, 1.2)), A.GaussNoise(std_range=(0.02, 0.08))],
                              p=aug.blur_noise))
     return A.Compose(steps)
+
+
+def crop_step(h: int, w: int, target_crop: float, ignore_index: int) -> A.BasicTransform:
+    """A target-centred crop with probability ``target_crop``, a uniform random crop otherwise."""
+    if target_crop <= 0:
+        return A.RandomCrop(height=h, width=w)
+    target = TargetCrop(height=h, width=w, ignore_index=ignore_index, p=target_crop)
+    if target_crop >= 1:
+        return target
+    return A.OneOf([target, A.RandomCrop(height=h, width=w, p=1.0 - target_crop)], p=1.0)
 
 
 def eval_transform(data: DataSpec) -> A.Compose:

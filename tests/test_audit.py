@@ -1,0 +1,157 @@
+"""`automl audit`: frequencies against masks with exact pixel counts, positions, label sanity,
+the report and its study attachment, and a bad folder listing every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+from PIL import Image
+
+from automl.cli import main
+from automl.data.audit import audit_dataset
+from automl.data.findings import findings, pct
+from automl.data.folder import Dataset, Split, load_dataset
+from automl.data.heatmap import position_density
+
+CLASSES = ("bg", "road", "bike")
+VOID = 255
+H, W = 20, 30  # 600 pixels per mask
+# Exact pixel counts per image: bg, road, bike, void (each row sums to 600).
+COUNTS = {
+    "train": [[400, 150, 20, 30], [450, 150, 0, 0], [300, 300, 0, 0], [0, 0, 0, 600], [600, 0, 0, 0],
+              [420, 150, 30, 0], [350, 250, 0, 0]],
+    "val": [[500, 100, 0, 0], [300, 200, 100, 0]],
+}
+TRAIN = np.array(COUNTS["train"])   # images x (bg, road, bike, void)
+VAL = np.array(COUNTS["val"])
+
+
+def _mask(counts: list[int], rng: np.random.Generator) -> np.ndarray:
+    """Exactly counts[c] pixels of each label; road fills bottom rows first, the rest is shuffled."""
+    labels = [*CLASSES_IDX, VOID]
+    flat = np.concatenate([np.full(n, lab, np.uint8) for lab, n in zip(labels, counts)])
+    road = flat == 1
+    rest = rng.permutation(flat[~road])
+    # road takes the last pixels in raster order (the bottom rows), everything else the first ones
+    return np.concatenate([rest, flat[road]]).reshape(H, W)
+
+
+CLASSES_IDX = (0, 1, 2)
+
+
+def _dataset(seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for name, rows in COUNTS.items():
+        masks = [_mask(r, rng) for r in rows]
+        images = [np.zeros((H, W, 3), np.uint8) for _ in rows]
+        splits[name] = Split(name, [f"{name[0]}{i}" for i in range(len(rows))], images, masks)
+    return Dataset(CLASSES, VOID, splits)
+
+
+def _write(ds: Dataset, root: Path) -> Path:
+    for split in ds.splits.values():
+        for sub in ("images", "masks"):
+            (root / split.name / sub).mkdir(parents=True, exist_ok=True)
+        for stem, img, m in zip(split.stems, split.images, split.masks):
+            Image.fromarray(img).save(root / split.name / "images" / f"{stem}.png")
+            Image.fromarray(m).save(root / split.name / "masks" / f"{stem}.png")
+    return root
+
+
+def test_frequencies_match_the_constructed_counts():
+    audit = audit_dataset(_dataset())
+    for name, rows in COUNTS.items():
+        c = np.array(rows)
+        s = audit.splits[name]
+        labelled = c[:, :3].sum()
+        np.testing.assert_allclose(s.pixel_share, c[:, :3].sum(0) / labelled)
+        np.testing.assert_allclose(s.image_share, (c[:, :3] > 0).mean(0))
+        assert s.void_share == c[:, 3].sum() / c.sum()
+        assert s.total_pixels == c.sum() and s.n_images == len(rows)
+    tr = audit.train
+    assert tr.all_void == ["t3"] and tr.single_class == [("t4", 0)]
+    assert tr.sizes == {(H, W): len(TRAIN)}
+    # road fills the bottom rows of every image that has it
+    assert tr.mostly_share("bottom")[1] == 1.0 and tr.mostly_share("top")[1] == 0.0
+    # median-frequency weights: freq = class pixels / labelled pixels of the images containing it
+    c = TRAIN
+    area = c[:, :3].sum(1)
+    freq = np.array([c[:, k].sum() / area[c[:, k] > 0].sum() for k in range(3)])
+    np.testing.assert_allclose(audit.class_weights(), np.median(freq) / freq)
+
+
+def test_findings_name_rare_class_layout_and_label_problems():
+    audit = audit_dataset(_dataset())
+    texts = [str(f) for f in findings(audit)]
+    bike_px = TRAIN[:, 2].sum() / TRAIN[:, :3].sum()
+    bike_images = int((TRAIN[:, 2] > 0).sum())
+    bike = next(t for t in texts if t.startswith("bike is"))
+    assert (f"bike is {pct(bike_px)} of pixels and appears in {pct(bike_images / len(TRAIN))} of images "
+            f"({bike_images} of {len(TRAIN)})") in bike
+    assert "target-centred crop" in bike
+    assert "oversample" not in bike   # in 2 of 7 images: not under the 20 % image-share rule
+    road_images = int((TRAIN[:, 1] > 0).sum())
+    assert any(f"road pixels sit in the bottom half in 100 % of the {road_images} images" in t for t in texts)
+    assert any("1 train mask(s) hold no labelled pixel (all 255): train/t3" in t for t in texts)
+    assert any("hold a single class (bg: train/t4)" in t for t in texts)
+    bike_val = VAL[:, 2].sum() / VAL[:, :3].sum()
+    assert any(t.startswith(f"bike is {pct(bike_px)} of train pixels but {pct(bike_val)} of val pixels")
+               for t in texts)
+
+
+def test_position_density_is_the_class_share_per_cell():
+    top = np.zeros((8, 12), np.uint8)
+    top[:4] = 1                             # class 1 fills the top half
+    small = np.zeros((4, 6), np.uint8)      # another size: only class 0
+    d = position_density([top, small], 2, VOID, grid=4)
+    np.testing.assert_allclose(d[1, :2], 0.5)   # top half: one of two images has class 1 there
+    np.testing.assert_allclose(d[1, 2:], 0.0)
+    np.testing.assert_allclose(d.sum(0), 1.0)   # no void: shares add up to one
+
+
+def test_cli_writes_report_and_attaches_it_to_the_study(tiny_study, runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    root = _write(_dataset(), tmp_path / "data")
+    study_path = tiny_study(**{"data.root": str(root), "data.classes": list(CLASSES)})
+    assert main(["audit", str(study_path), "--runs-root", str(runs_root)]) == 0
+    out = runs_root / "tiny" / "audit"
+    report = (out / "audit.md").read_text()
+    assert "bike is " in report and "![class positions](heatmaps.png)" in report
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["heatmap_bg.png", "heatmap_bike.png", "heatmap_road.png", "heatmaps.png"]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs_root / 'tiny' / 'study.db'}")
+    assert study.user_attrs["audit_findings"] == [str(f) for f in findings(audit_dataset(load_dataset(
+        root, CLASSES, VOID)))]
+    names = sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study))
+    assert names == sorted(["audit.md", *pngs])
+    assert set(study.user_attrs["audit_artifacts"]) == set(names)
+
+
+def test_bare_folder_audit_and_bad_folder_lists_every_problem(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    root = _write(_dataset(), tmp_path / "data")
+    out = tmp_path / "out"
+    assert main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)]) == 0
+    assert (out / "audit.md").is_file()
+    capsys.readouterr()
+    # break it in several ways at once
+    (root / "train" / "images" / "t1.png").write_bytes(b"not an image")
+    (root / "train" / "masks" / "t2.png").unlink()
+    Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(root / "val" / "masks" / "v0.png")
+    Image.fromarray(np.full((H, W), 7, np.uint8)).save(root / "val" / "masks" / "v1.png")
+    code = main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code != 0
+    assert "train/images/t2.png: no mask with this stem" in text
+    # pairing problems stop the scan first; fix that one and the per-file problems all appear
+    (root / "train" / "images" / "t2.png").unlink()
+    code = main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code != 0
+    for problem in ("train/images/t1.png: unreadable", "val/v0: image 30x20 and mask 30x21 differ in size",
+                    "val/masks/v1.png: labels [7] are neither a class"):
+        assert problem in text, text
+    assert str(tmp_path) not in text   # paths relative to the data root
