@@ -178,3 +178,15 @@ def test_two_workers_on_mariadb(mysql_url, tiny_study, runs_root, tmp_path):
         _assert_consistent(_study(path, runs_root), 3)
     finally:
         optuna.delete_study(study_name=name, storage=mysql_url)
+
+
+def test_search_with_two_local_workers_on_sqlite(tiny_study, runs_root):
+    path = tiny_study(**{"budget.n_trials": 3, "budget.trial_epochs": 1})
+    out = subprocess.run([sys.executable, "-m", "automl", "search", str(path), "--runs-root", str(runs_root),
+                          "--workers", "2"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trials = _assert_consistent(_study(path, runs_root), 3)
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2, workers  # both processes ran trials
+    assert trials[0].user_attrs.get("baseline") is True
+    assert "best trial #" in out.stdout

@@ -1,7 +1,7 @@
 """A deterministic synthetic segmentation dataset, so the demo needs nothing but this package.
 
-Shapes of several classes on textured backgrounds. The class is the shape, not the colour
-(colours are drawn from one shared palette), object positions are biased towards the image
+Shapes of several classes on textured backgrounds. Each class has a typical colour and a
+shape; object positions are biased towards the image
 centre like much real data, and one class is rare. Written as a normal dataset folder, so
 everything downstream treats it exactly like user data.
 """
@@ -17,11 +17,14 @@ from PIL import Image
 CLASSES = ("background", "disc", "box", "triangle", "ring")
 # Relative frequency of each object class (ring is the rare one).
 _CLASS_WEIGHTS = np.array([0.32, 0.32, 0.26, 0.10])
+# Each class has a typical colour, blurred by noise, so that colour is a cue and shape decides
+# between classes with close colours (like real scenes: sky is usually blue, not always).
+_PALETTE = np.array([[200, 70, 60], [70, 170, 80], [70, 90, 200], [200, 150, 70]], dtype=np.float32)
 
 
 def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = rng.uniform(40, 200, size=3)
+    base = rng.uniform(60, 180) + rng.uniform(-20, 20, size=3)  # low-saturation backgrounds
     angle, freq = rng.uniform(0, np.pi), rng.uniform(0.05, 0.4)
     stripes = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) * freq)[..., None] * rng.uniform(5, 30)
     grad = (yy / h)[..., None] * rng.uniform(-40, 40, size=3)
@@ -55,7 +58,7 @@ def make_sample(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, n
         cy = float(np.clip(rng.normal(h / 2, h * 0.18), r * 0.5, h - r * 0.5))
         cx = float(np.clip(rng.normal(w / 2, w * 0.18), r * 0.5, w - r * 0.5))
         region = _shape_mask(cls, yy, xx, cy, cx, r, rng)
-        colour = rng.uniform(30, 225, size=3)
+        colour = _PALETTE[cls - 1] + rng.normal(0, 30, size=3)
         img[region] = colour + rng.normal(0, 10, size=(int(region.sum()), 3))
         mask[region] = cls
     return np.clip(img, 0, 255).astype(np.uint8), mask
@@ -65,7 +68,7 @@ def generate(root: Path, *, n_train: int, n_val: int, n_test: int = 0, height: i
              seed: int = 0) -> Path:
     """Write the dataset under ``root`` unless an identical, complete one is already there."""
     spec = dict(n_train=n_train, n_val=n_val, n_test=n_test, height=height, width=width, seed=seed,
-                classes=list(CLASSES), version=1)
+                classes=list(CLASSES), version=2)
     marker = root / ".synthetic.json"
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return root

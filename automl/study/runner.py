@@ -27,6 +27,7 @@ from automl.trial.engine import Runtime
 from automl.study.budget import FINISHED, budget_state
 from automl.study.checkpoints import BestTrialCheckpoint
 from automl.study.recovery import recover
+from automl.trial.latency import LatencyCache
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec
@@ -140,7 +141,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
                              total_trials=sf.budget.n_trials)
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
-                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])])
+                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])],
+                          latency_cache=LatencyCache(sf.run_dir / "latency_cache.json"))
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
     log.info("study %s on %s", sf.name, mask_url(prep.storage_url))

@@ -1,14 +1,26 @@
-"""Inference latency at batch 1 on the run's device (median of timed runs after warm-up)."""
+"""Inference latency at batch 1 on the run's device (median of timed runs after warm-up).
+
+Latency and size depend only on architecture × encoder × depth × head × input size × device,
+not on the trained weights, so each combination is measured once and cached in
+``runs/<study>/latency_cache.json``. The key also holds the torch version, the thread count and
+the processor, so a cache copied to another machine or upgraded install is never reused.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from automl.trial.engine import Runtime
+from automl.trial_config import ModelSpec
 
 
 @torch.no_grad()
@@ -30,3 +42,56 @@ def measure_latency_ms(model: nn.Module, size: tuple[int, int], runtime: Runtime
         if i >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
+
+
+def processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(runtime: Runtime) -> str:
+    if runtime.device.type == "cuda":
+        return torch.cuda.get_device_name(runtime.device)
+    return f"{processor_name()} ({torch.get_num_threads()} threads)"
+
+
+class LatencyCache:
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.memory: dict[str, dict] = {}
+
+    def key(self, spec: ModelSpec, num_classes: int, size: tuple[int, int], runtime: Runtime) -> str:
+        return "|".join([spec.arch, spec.encoder, f"depth{spec.encoder_depth}", f"aux{int(spec.aux_head)}",
+                         f"classes{num_classes}", f"{size[0]}x{size[1]}", device_name(runtime),
+                         str(runtime.amp_dtype), f"torch{torch.__version__}"])
+
+    def _read(self) -> dict:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str) -> dict | None:
+        if key not in self.memory:
+            found = self._read().get(key)
+            if found is not None:
+                self.memory[key] = found
+        return self.memory.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        self.memory[key] = value
+        if self.path is None:
+            return
+        merged = {**self._read(), key: value}  # other workers may have added entries meanwhile
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".latency.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(merged, f, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)

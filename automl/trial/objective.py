@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from automl.data.folder import Dataset
 from automl.space.sample import ResolvedSpace
 from automl.trial.engine import EpochResult, FitResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
-from automl.trial.latency import measure_latency_ms
+from automl.trial.latency import LatencyCache, device_name, measure_latency_ms
 from automl.trial.model import build_model, count_params
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
@@ -77,11 +77,12 @@ def peak_memory_mb(runtime: Runtime) -> float:
 class Objective:
     def __init__(self, space: ResolvedSpace, data: Dataset, data_spec: DataSpec, runtime: Runtime,
                  settings: TrialSettings, input_size: tuple[int, int], events: TrialEvents | None = None,
-                 completed_hooks: list[CompletedHook] | None = None):
+                 completed_hooks: list[CompletedHook] | None = None, latency_cache: LatencyCache | None = None):
         self.space, self.data, self.data_spec, self.runtime = space, data, data_spec, runtime
         self.settings, self.input_size = settings, input_size
         self.events = events or TrialEvents()
         self.completed_hooks = list(completed_hooks or [])
+        self.latency_cache = latency_cache or LatencyCache(None)
 
     def __call__(self, trial: optuna.Trial) -> float:
         t_start = time.monotonic()
@@ -192,10 +193,14 @@ class Objective:
             torch.cuda.empty_cache()
 
     def _measure(self, cfg: TrialConfig) -> dict:
-        """Parameter count and batch-1 latency at the study's input size, before training."""
-        model = build_model(cfg.model, cfg.data.num_classes).to(self.runtime.device)
-        if self.runtime.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        ms = measure_latency_ms(model, self.input_size, self.runtime)
-        return {"params_m": round(count_params(model) / 1e6, 4), "latency_ms": round(ms, 2),
-                "latency_device": str(self.runtime.device), "input_size": list(self.input_size)}
+        """Parameter count and batch-1 latency at the study's input size, before training (cached)."""
+        key = self.latency_cache.key(cfg.model, cfg.data.num_classes, self.input_size, self.runtime)
+        found = self.latency_cache.get(key)
+        if found is None:
+            model = build_model(cfg.model, cfg.data.num_classes).to(self.runtime.device)
+            if self.runtime.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            found = {"params_m": round(count_params(model) / 1e6, 4),
+                     "latency_ms": round(measure_latency_ms(model, self.input_size, self.runtime), 2)}
+            self.latency_cache.put(key, found)
+        return {**found, "latency_device": device_name(self.runtime), "input_size": list(self.input_size)}
