@@ -1,6 +1,6 @@
 import torch
 
-import automl.trial.objective as objective_module
+import automl.trial.latency as latency_module
 from automl.study.config import load_study_file
 from automl.study.runner import prepare, run_search
 from automl.trial.engine import Runtime
@@ -11,8 +11,8 @@ from tests.conftest import TINY_SPACE
 
 def test_latency_is_measured_once_per_model_and_persisted(tiny_study, runs_root, monkeypatch):
     calls = []
-    real = objective_module.measure_latency_ms
-    monkeypatch.setattr(objective_module, "measure_latency_ms", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = latency_module.measure_latency_ms
+    monkeypatch.setattr(latency_module, "measure_latency_ms", lambda *a, **k: calls.append(1) or real(*a, **k))
     space = dict(TINY_SPACE)
     space["model"] = {**space["model"], "architectures": ["Unet"], "aux_head": False}
     sf = load_study_file(tiny_study(space=space, **{"budget.n_trials": 3, "budget.trial_epochs": 1}),

@@ -24,7 +24,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     import torch
 
     from automl.study.progress import LiveView
-    from automl.study.runner import prepare, run_search, setup_study
+    from automl.study.runner import final_study, prepare, run_all, setup_study
     from automl.study.summary import print_summary
 
     sf = load_study(args)
@@ -33,33 +33,49 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]{sf.name}[/]: {len(prep.data.train)} train / {len(prep.data.val)} val images, "
                   f"input {prep.input_size[1]}x{prep.input_size[0]}, {len(prep.space.pairs)} model pairs, "
                   f"device {prep.runtime.device}, {n_workers} worker(s)")
-    study = setup_study(prep)
-    with LiveView(study, sf.budget.n_trials, console) as view:
+    first = setup_study(prep, stage_index=0 if sf.stages else None)
+    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
         if n_workers > 1:
-            _supervise(study, view, args, n_workers, sf.run_dir)
+            _supervise(view, args, n_workers, sf, prep.storage_url)
         else:
-            run_search(prep, study, events=view, callbacks=[view])
-    print_summary(study, prep.storage_url, console, args.study)
+            run_all(prep, on_study=view.follow, events=view, callbacks=[view])
+    print_summary(final_study(sf, prep.storage_url), sf, prep.storage_url, console, args.study)
     return 0
 
 
-def _supervise(study, view, args: argparse.Namespace, n_workers: int, run_dir) -> None:
-    """Start N worker processes and follow the study through the storage until they exit."""
+def _supervise(view, args: argparse.Namespace, n_workers: int, sf, storage_url: str) -> None:
+    """Start N worker processes and follow the study (or stages) through the storage until they exit."""
+    import optuna
     from optuna.trial import TrialState
 
+    from automl.study.stages import stage_study_name
+    from automl.study.storage import open_storage
     from automl.study.workers import WorkerPool, worker_commands
 
+    run_dir = sf.run_dir
+    storage = open_storage(storage_url, sf.storage)
+    names = [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+    targets = [st.n_trials for st in sf.stages] if sf.stages else [sf.budget.n_trials]
     pool = WorkerPool(worker_commands(args.study, n_workers, extra_args=_forwarded(args)), run_dir / "logs")
     pool.start()
-    seen: set[int] = set()
+    seen: set[tuple[str, int]] = set()
+    current = names[0]
     try:
         while True:
             alive = pool.running()
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                               TrialState.FAIL)):
-                if t.number not in seen:
-                    seen.add(t.number)
-                    view(study, t)
+            existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            for name, target in zip(names, targets):
+                if name not in existing:
+                    continue
+                study = optuna.load_study(study_name=name, storage=storage)
+                if name != current:
+                    current = name
+                    view.follow(study, target)
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                   TrialState.FAIL)):
+                    if (name, t.number) not in seen:
+                        seen.add((name, t.number))
+                        view(study, t)
             if not alive:
                 break
             time.sleep(2.0)

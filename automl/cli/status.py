@@ -23,15 +23,33 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     from automl.study.status import study_status
     from automl.study.storage import mask_url, open_storage, resolve_url
 
+    from automl.study.stages import stage_study_name
+
     sf = load_study(args)
     url = resolve_url(sf, args.storage)
-    try:
-        study = optuna.load_study(study_name=sf.name, storage=open_storage(url, sf.storage))
-    except KeyError:
-        console.print(f"no study named {sf.name} in {mask_url(url)} yet: run `automl search {args.study}`")
+    storage = open_storage(url, sf.storage)
+    plans = ([(stage_study_name(sf, i), st.n_trials, st.timeout) for i, st in enumerate(sf.stages)]
+             or [(sf.name, sf.budget.n_trials, sf.budget.timeout)])
+    shown = 0
+    for name, target, timeout in plans:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            console.print(f"study {name}: not started yet")
+            continue
+        _print_status(console, study_status(study, target, timeout), url, staged=bool(sf.stages))
+        shown += 1
+    if not shown:
+        console.print(f"nothing in {mask_url(url)} yet: run `automl search {args.study}`")
         return 1
-    st = study_status(study, sf.budget.n_trials, sf.budget.timeout)
-    table = Table(title=f"study {st.name} ({mask_url(url)})", show_header=False)
+    return 0
+
+
+def _print_status(console: Console, st, url: str, staged: bool) -> None:
+    from automl.study.storage import mask_url
+
+    kind = "stage" if staged else "study"
+    table = Table(title=f"{kind} {st.name} ({mask_url(url)})", show_header=False)
     table.add_row("trials", ", ".join(f"{n} {k}" for k, n in st.counts.items() if n) or "none")
     table.add_row("progress", f"{st.budget.finished}/{st.budget.target} finished")
     table.add_row("best", "-" if st.best_value is None else f"#{st.best_number}: val mIoU {st.best_value:.4f}  "
@@ -46,7 +64,6 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     for number, reason in st.recent_failures:
         table.add_row(f"failed #{number}", reason)
     console.print(table)
-    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:

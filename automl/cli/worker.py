@@ -17,7 +17,7 @@ from automl.cli.common import add_study_args, load_study
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from automl.study.progress import LiveView
-    from automl.study.runner import prepare, run_search, setup_study
+    from automl.study.runner import prepare, run_all, setup_study
     from automl.study.storage import mask_url
 
     if args.threads:
@@ -26,9 +26,11 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     prep = prepare(sf, storage=args.storage)
     console.print(f"worker {args.worker_index} joins study [bold]{sf.name}[/] on {mask_url(prep.storage_url)} "
                   f"(device {prep.runtime.device}, {torch.get_num_threads()} threads)")
-    study = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False)
-    with LiveView(study, sf.budget.n_trials, console) as view:
-        run_search(prep, study, events=view, callbacks=[view])
+    first = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False,
+                        stage_index=0 if sf.stages else None)
+    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+        run_all(prep, worker_index=args.worker_index, enqueue_baseline=False, on_study=view.follow, events=view,
+                callbacks=[view])
     return 0
 
 

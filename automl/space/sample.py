@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import optuna
@@ -11,6 +12,8 @@ from automl.space.params import Choice, Const, Param
 from automl.space.schema import SearchSpace
 from automl.trial_config import (AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec,
                                  TrialConfig)
+
+log = logging.getLogger(__name__)
 
 _AUG_KEYS = ("scale_min", "scale_max", "hflip", "vflip", "color_jitter", "blur_noise", "target_crop")
 _LOSS_KEYS = ("ce", "dice", "focal", "lovasz")
@@ -57,6 +60,10 @@ class ResolvedSpace:
         table = self._table()
         problems, params = [], {}
         for key, value in self.space.baseline.items():
+            if key == "model" and value not in self.pairs and self._in_space(value):
+                # filtered out at this input size or by the constraints: the sampler picks a model
+                log.warning("baseline model %s is not usable here; the first trial samples its model", value)
+                continue
             if key not in table:
                 problems.append(f"  baseline.{key}: not a parameter; parameters: {', '.join(table)}")
             elif not table[key].contains(value):
@@ -66,6 +73,10 @@ class ResolvedSpace:
         if problems:
             raise ConfigError("search space baseline is invalid:\n" + "\n".join(problems))
         return params
+
+    def _in_space(self, pair: Any) -> bool:
+        arch, _, encoder = str(pair).partition("/")
+        return arch in self.space.model.architectures and encoder in self.space.model.encoders
 
     def sample(self, trial: optuna.Trial, *, data: DataSpec, epochs: int, seed: int) -> TrialConfig:
         s = self.space

@@ -122,13 +122,57 @@ class FinalSection(_Section):
     tta: TTASection = Field(default_factory=TTASection)
     int8: Int8Section = Field(default_factory=Int8Section)
     latency_runs: int = Field(30, ge=5)
+    # Fixed so latencies compare across runs and machines; the report states it with the CPU model.
+    latency_threads: int = Field(2, ge=1)
+    # Run the final stage (retrain, TTA, INT8, bundle) when `automl search` ends.
+    after_search: bool = False
+
+
+class ConstraintsSection(_Section):
+    """Hard limits, measured before a trial trains (batch 1, the run's device, the study's input
+    size). Configurations over a limit are never trained; the best trial is the best feasible one."""
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_params_m: float | None = Field(None, gt=0)
+
+
+class ParetoPick(_Section):
+    """How the final stage picks one trial from a Pareto front."""
+
+    rule: Literal["knee", "best_under_limit"] = "knee"
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_params_m: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _limit(self) -> ParetoPick:
+        if self.rule == "best_under_limit" and self.max_latency_ms is None and self.max_params_m is None:
+            raise ValueError("pareto_pick: rule best_under_limit needs max_latency_ms or max_params_m")
+        return self
+
+
+class StageSection(_Section):
+    """One stage of a staged search: search these parameters, keep the rest at their best-known
+    values (earlier stages' winners, else the search space's baseline)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    search: list[str] = Field(min_length=1, description="parameter names or glob patterns, e.g. 'aug.*'")
+    n_trials: int = Field(ge=1)
+    timeout: Duration | None = None
+
+
+OBJECTIVES = ("val_miou", "latency_ms", "params_m")
 
 
 class StudyFile(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataSection
     search_space: Path
-    objective: Literal["val_miou"] = "val_miou"
+    # One objective (val mIoU, pruned) or a Pareto search against latency and/or size (not pruned:
+    # Optuna cannot prune multi-objective trials).
+    objectives: list[Literal["val_miou", "latency_ms", "params_m"]] = Field(default_factory=lambda: ["val_miou"])
+    constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    pareto_pick: ParetoPick = Field(default_factory=ParetoPick)
+    stages: list[StageSection] = Field(default_factory=list)
     budget: BudgetSection
     eval: EvalSection = Field(default_factory=EvalSection)
     pruner: PrunerSection = Field(default_factory=PrunerSection)
@@ -139,6 +183,19 @@ class StudyFile(_Section):
     final: FinalSection = Field(default_factory=FinalSection)
     # Where runs/<name>/ lives; not part of the file, set by the loader.
     runs_root: Path = Field(Path("runs"), exclude=True)
+
+    @model_validator(mode="after")
+    def _objectives(self) -> StudyFile:
+        if not self.objectives or self.objectives[0] != "val_miou" or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError("objectives: start with val_miou, then optionally latency_ms and/or params_m, "
+                             "each once")
+        if len({s.name for s in self.stages}) != len(self.stages):
+            raise ValueError("stages: stage names must be unique")
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def run_dir(self) -> Path:

@@ -22,6 +22,12 @@ class LiveView(TrialEvents):
         self.trials_task = self.progress.add_task("trials", total=n_trials, info="", completed=self._done())
         self.epoch_task = self.progress.add_task("epoch ", total=1, info="", visible=False)
 
+    def follow(self, study: optuna.Study, n_trials: int) -> None:
+        """Switch to another study (the next stage of a staged search)."""
+        self.study, self.n_trials = study, n_trials
+        self.progress.update(self.trials_task, description=study.study_name, total=n_trials, completed=self._done())
+        self._refresh_header()
+
     def __enter__(self) -> LiveView:
         self.progress.start()
         self._refresh_header()
@@ -43,7 +49,10 @@ class LiveView(TrialEvents):
     def _refresh_header(self) -> None:
         c = self._counts()
         try:
-            best = f"best {self.study.best_value:.4f} (#{self.study.best_trial.number})"
+            if len(self.study.directions) > 1:
+                best = f"Pareto front {len(self.study.best_trials)}"
+            else:
+                best = f"best {self.study.best_value:.4f} (#{self.study.best_trial.number})"
         except ValueError:
             best = "best -"
         self.progress.update(self.trials_task, completed=c.get(TrialState.COMPLETE, 0) + c.get(TrialState.PRUNED, 0),
@@ -62,7 +71,7 @@ class LiveView(TrialEvents):
     # Optuna callback, after each trial
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         reason = trial.user_attrs.get("stop_reason", trial.state.name.lower())
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        value = "/".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
         cfg = trial.user_attrs.get("config")
         what = TrialConfig.from_dict(cfg).summary() if cfg else ""
         self.console.print(f"trial {trial.number:>3} {trial.state.name:<8} mIoU {value}  {what}  [{reason}]",

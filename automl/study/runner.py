@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,10 +28,12 @@ from automl.trial.engine import Runtime
 from automl.study.budget import FINISHED, budget_state
 from automl.study.checkpoints import BestTrialCheckpoint
 from automl.study.recovery import recover
-from automl.trial.latency import LatencyCache
+from automl.study.selection import select_trial
+from automl.study.stages import check_patterns, stage_start, stage_study_name
+from automl.trial.latency import LatencyCache, device_name, measure_model
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
-from automl.trial_config import DataSpec
+from automl.trial_config import DataSpec, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -61,34 +64,75 @@ def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
     input_size = padded_size(data.max_size(), sf.data.pad_divisor)
     depths = tuple(int(d) for d in space_doc.model.encoder_depth.values())
     pairs, _ = compatible_pairs(space_doc.model.architectures, space_doc.model.encoders, depths, input_size)
+    runtime = Runtime.resolve(sf.device)
+    pairs = feasible_pairs(pairs, min(depths), sf, runtime, input_size)
     space = ResolvedSpace(space_doc, pairs)
     space.checked_baseline()
+    check_patterns(sf, list(space.parameters()))
     data_spec = DataSpec(classes=tuple(sf.data.classes), ignore_index=sf.data.ignore_index,
                          pad_divisor=sf.data.pad_divisor)
-    return Prepared(sf, data, data_spec, space, input_size, Runtime.resolve(sf.device), url)
+    return Prepared(sf, data, data_spec, space, input_size, runtime, url)
+
+
+def latency_cache(sf: StudyFile) -> LatencyCache:
+    return LatencyCache(sf.run_dir / "latency_cache.json")
+
+
+def feasible_pairs(pairs: list[str], depth: int, sf: StudyFile, runtime: Runtime,
+                   input_size: tuple[int, int]) -> list[str]:
+    """Drop pairs whose smallest variant already breaks a constraint: they are never sampled."""
+    c = sf.constraints
+    if c.max_latency_ms is None and c.max_params_m is None:
+        return pairs
+    cache, ok, smallest = latency_cache(sf), [], None
+    for pair in pairs:
+        arch, encoder = pair.split("/", 1)
+        m = measure_model(ModelSpec(arch=arch, encoder=encoder, encoder_depth=depth), len(sf.data.classes),
+                          input_size, runtime, cache)
+        if (c.max_latency_ms is None or m["latency_ms"] <= c.max_latency_ms) and \
+                (c.max_params_m is None or m["params_m"] <= c.max_params_m):
+            ok.append(pair)
+        else:
+            log.info("never sampled: %s (%.1f ms, %.2f M params: over the constraints)", pair, m["latency_ms"],
+                     m["params_m"])
+        if smallest is None or m["latency_ms"] < smallest[1]["latency_ms"]:
+            smallest = (pair, m)
+    if not ok:
+        raise ConfigError(f"constraints: no architecture/encoder pair meets them on {device_name(runtime)}; the "
+                          f"fastest, {smallest[0]}, takes {smallest[1]['latency_ms']:.1f} ms with "
+                          f"{smallest[1]['params_m']:.2f} M params")
+    return ok
 
 
 def make_pruner(sf: StudyFile) -> optuna.pruners.BasePruner:
     p = sf.pruner
+    if sf.multi_objective or p.type == "none":
+        return optuna.pruners.NopPruner()
     if p.type == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=sf.budget.trial_epochs,
                                               reduction_factor=p.reduction_factor)
     if p.type == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
                                                       reduction_factor=p.reduction_factor)
-    if p.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource - 1)
-    return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource - 1)
 
 
-def open_study(sf: StudyFile, storage_url: str, *, worker_index: int = 0) -> optuna.Study:
+_METRIC_NAMES = {"val_miou": "val mIoU", "latency_ms": "latency ms", "params_m": "params M"}
+
+
+def open_study(sf: StudyFile, storage_url: str, *, worker_index: int = 0, study_name: str | None = None,
+               fixed_params: dict | None = None) -> optuna.Study:
     storage = open_storage(storage_url, sf.storage)
-    study = optuna.create_study(study_name=sf.name, storage=storage, direction="maximize",
+    directions = ["maximize"] + ["minimize"] * (len(sf.objectives) - 1)
+    study = optuna.create_study(study_name=study_name or sf.name, storage=storage, directions=directions,
                                 pruner=make_pruner(sf), load_if_exists=True)
     # A resumed search (or a second worker) must not replay the first session's random draws.
     offset = len(study.get_trials(deepcopy=False)) + 7919 * worker_index
-    study.sampler = optuna.samplers.TPESampler(seed=sf.sampler.seed + offset,
-                                               n_startup_trials=sf.sampler.n_startup_trials)
+    sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+        seed=sf.sampler.seed + offset, n_startup_trials=sf.sampler.n_startup_trials)
+    if fixed_params:
+        sampler = optuna.samplers.PartialFixedSampler(fixed_params, sampler)
+    study.sampler = sampler
     return study
 
 
@@ -111,21 +155,34 @@ class FailureStreak:
             study.stop()
 
 
-def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True) -> optuna.Study:
-    study = open_study(prep.sf, prep.storage_url, worker_index=worker_index)
+def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True,
+                stage_index: int | None = None, start_params: dict | None = None) -> optuna.Study:
+    """Open (or create) the study of the whole search or of one stage, and enqueue its first trial.
+
+    ``start_params``: where a stage starts (the previous stage's winner); default the baseline.
+    """
+    sf = prep.sf
+    start = start_params if start_params is not None else prep.space.checked_baseline()
+    fixed = stage_start(sf.stages[stage_index], start) if stage_index is not None else None
+    study = open_study(sf, prep.storage_url, worker_index=worker_index,
+                       study_name=stage_study_name(sf, stage_index), fixed_params=fixed)
     if not study.get_trials(deepcopy=False):
         if study.metric_names is None:
-            study.set_metric_names(["val mIoU"])  # what optuna-dashboard shows instead of "Objective 0"
+            # what optuna-dashboard shows instead of "Objective 0"
+            study.set_metric_names([_METRIC_NAMES[o] for o in sf.objectives])
         study.set_user_attr("data_spec", prep.data_spec.model_dump(mode="json"))
         study.set_user_attr("input_size", list(prep.input_size))
-        if enqueue_baseline:
-            study.enqueue_trial(prep.space.checked_baseline(), user_attrs={"baseline": True})
+        if stage_index is not None:
+            study.set_user_attr("stage", sf.stages[stage_index].name)
+            study.set_user_attr("fixed_params", fixed)
+        if enqueue_baseline or stage_index:
+            study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
     return study
 
 
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
                callbacks: list | None = None, completed_hooks: list[CompletedHook] | None = None,
-               timeout_s: float | None = None, poll_s: float = 2.0) -> optuna.Study:
+               target: int | None = None, timeout_s: float | None = None, poll_s: float = 2.0) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` finished trials or its search time is
     spent, across restarts and workers.
 
@@ -136,19 +193,21 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     """
     sf = prep.sf
     study = study or setup_study(prep)
+    target = target or sf.budget.n_trials
     settings = TrialSettings(epochs=sf.budget.trial_epochs, eval_subset=sf.eval.subset,
                              eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
-                             total_trials=sf.budget.n_trials)
+                             total_trials=target, objectives=tuple(sf.objectives),
+                             max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m)
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
                           completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])],
-                          latency_cache=LatencyCache(sf.run_dir / "latency_cache.json"))
+                          latency_cache=latency_cache(sf))
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
-    log.info("study %s on %s", sf.name, mask_url(prep.storage_url))
+    log.info("study %s on %s", study.study_name, mask_url(prep.storage_url))
     while True:
         recover(study, sf.storage.max_retries)
-        state = budget_state(study, sf.budget.n_trials, timeout)
+        state = budget_state(study, target, timeout)
         if state.complete or state.out_of_time:
             break
         if state.fully_booked:
@@ -159,3 +218,29 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")
     return study
+
+
+def run_all(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True,
+            on_study: Callable[[optuna.Study, int], None] | None = None, **search_kwargs) -> optuna.Study:
+    """The whole search: one study, or each stage in turn. Returns the study the final stage uses."""
+    sf = prep.sf
+    if not sf.stages:
+        study = setup_study(prep, worker_index=worker_index, enqueue_baseline=enqueue_baseline)
+        if on_study:
+            on_study(study, sf.budget.n_trials)
+        return run_search(prep, study, **search_kwargs)
+    start = None
+    for i, stage in enumerate(sf.stages):
+        study = setup_study(prep, worker_index=worker_index, enqueue_baseline=enqueue_baseline, stage_index=i,
+                            start_params=start)
+        if on_study:
+            on_study(study, stage.n_trials)
+        run_search(prep, study, target=stage.n_trials, timeout_s=stage.timeout, **search_kwargs)
+        start = select_trial(study, sf).params
+    return study
+
+
+def final_study(sf: StudyFile, storage_url: str) -> optuna.Study:
+    """The study whose selected trial the final stage retrains (the last stage's, if staged)."""
+    name = stage_study_name(sf, len(sf.stages) - 1 if sf.stages else None)
+    return optuna.load_study(study_name=name, storage=open_storage(storage_url, sf.storage))

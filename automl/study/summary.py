@@ -7,6 +7,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
+from automl.study.config import StudyFile
 from automl.study.storage import mask_url
 from automl.trial_config import TrialConfig
 
@@ -18,16 +19,35 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def print_summary(study: optuna.Study, storage_url: str, console: Console, study_file: str) -> None:
+def front_table(study: optuna.Study) -> Table:
+    from automl.study.selection import pareto_front
+
+    table = Table(title="Pareto front")
+    for col in ("trial", "val mIoU", "latency ms", "params M", "model"):
+        table.add_column(col)
+    for t in sorted(pareto_front(study), key=lambda t: -t.values[0]):
+        cfg = TrialConfig.from_dict(t.user_attrs["config"])
+        table.add_row(str(t.number), f"{t.values[0]:.4f}", f"{t.user_attrs['latency_ms']:.1f}",
+                      f"{t.user_attrs['params_m']:.2f}", f"{cfg.model.arch}/{cfg.model.encoder}")
+    return table
+
+
+def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console: Console, study_file: str) -> None:
+    from automl.errors import AutoMLError
+    from automl.study.selection import select_trial
+
     counts = trial_counts(study)
     console.print(f"\nstudy [bold]{study.study_name}[/]: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     try:
-        best = study.best_trial
-    except ValueError:
-        console.print("no completed trial yet")
+        best = select_trial(study, sf)
+    except AutoMLError as exc:
+        console.print(str(exc))
         return
+    if sf.multi_objective:
+        console.print(front_table(study))
     cfg = TrialConfig.from_dict(best.user_attrs["config"])
-    table = Table(title=f"best trial #{best.number}: val mIoU {best.value:.4f}", show_header=False)
+    how = f"picked from the front ({sf.pareto_pick.rule})" if sf.multi_objective else "best trial"
+    table = Table(title=f"{how} #{best.number}: val mIoU {best.values[0]:.4f}", show_header=False)
     table.add_row("model", f"{cfg.model.arch} / {cfg.model.encoder} (depth {cfg.model.encoder_depth}, "
                            f"aux head {'on' if cfg.model.aux_head else 'off'})")
     table.add_row("optimizer", f"{cfg.optimizer.name} lr {cfg.optimizer.lr:.3g} wd {cfg.optimizer.weight_decay:.2g}")

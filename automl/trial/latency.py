@@ -95,3 +95,20 @@ class LatencyCache:
         with os.fdopen(fd, "w") as f:
             json.dump(merged, f, indent=1, sort_keys=True)
         os.replace(tmp, self.path)
+
+
+def measure_model(spec: ModelSpec, num_classes: int, size: tuple[int, int], runtime: Runtime,
+                  cache: LatencyCache) -> dict:
+    """{"params_m", "latency_ms"} for an untrained model of this spec, from the cache if known."""
+    from automl.trial.model import build_model, count_params
+
+    key = cache.key(spec, num_classes, size, runtime)
+    found = cache.get(key)
+    if found is None:
+        model = build_model(spec, num_classes).to(runtime.device)
+        if runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        found = {"params_m": round(count_params(model) / 1e6, 4),
+                 "latency_ms": round(measure_latency_ms(model, size, runtime), 2)}
+        cache.put(key, found)
+    return found

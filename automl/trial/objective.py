@@ -24,8 +24,7 @@ from optuna.trial import TrialState
 from automl.data.folder import Dataset
 from automl.space.sample import ResolvedSpace
 from automl.trial.engine import EpochResult, FitResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
-from automl.trial.latency import LatencyCache, device_name, measure_latency_ms
-from automl.trial.model import build_model, count_params
+from automl.trial.latency import LatencyCache, device_name, measure_model
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
 from automl.trial_config import DataSpec, TrialConfig
@@ -58,6 +57,13 @@ class TrialSettings:
     time_limit_s: float | None = None
     base_seed: int = 0
     total_trials: int | None = None  # the study total, for the surplus check
+    objectives: tuple[str, ...] = ("val_miou",)
+    max_latency_ms: float | None = None
+    max_params_m: float | None = None
+
+    @property
+    def prune(self) -> bool:
+        return len(self.objectives) == 1  # Optuna cannot prune multi-objective trials
 
 
 def trial_seed(trial: optuna.Trial, base_seed: int) -> int:
@@ -84,7 +90,7 @@ class Objective:
         self.completed_hooks = list(completed_hooks or [])
         self.latency_cache = latency_cache or LatencyCache(None)
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         t_start = time.monotonic()
         s = self.settings
         trial.set_user_attr("worker", worker_id())
@@ -106,19 +112,24 @@ class Objective:
 
         def on_epoch(res: EpochResult) -> None:
             history.append(res)
-            trial.report(res.miou, res.epoch)
             self.events.epoch_done(trial.number, res, cfg.epochs)
-            if res.epoch < cfg.epochs and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
+            if s.prune:
+                trial.report(res.miou, res.epoch)
+                if res.epoch < cfg.epochs and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
 
         stop_reason = "completed"
         times = TimeStats()
         try:
+            self._enforce_constraints(trial, attrs)
             with time_limit(s.time_limit_s):
                 result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
             value = history[-1].miou
             for hook in self.completed_hooks:
                 hook(trial, cfg, result, value)
+            if not s.prune:
+                measured = {"val_miou": value, "latency_ms": attrs["latency_ms"], "params_m": attrs["params_m"]}
+                return tuple(measured[name] for name in s.objectives)
             return value
         except optuna.TrialPruned as exc:
             stop_reason = str(exc)
@@ -138,6 +149,23 @@ class Objective:
             raise
         finally:
             self._record_end(trial, stop_reason, history, times, t_start)
+
+    def _enforce_constraints(self, trial: optuna.Trial, attrs: dict) -> None:
+        """Record constraint values (Optuna's and, for the dashboard, user_attrs); stop an
+        infeasible configuration before it trains."""
+        s, over = self.settings, []
+        for name, limit, unit in (("latency_ms", s.max_latency_ms, "ms"), ("params_m", s.max_params_m, "M")):
+            if limit is None:
+                continue
+            excess = attrs[name] - limit
+            trial.set_constraint(name, excess)
+            trial.set_user_attr(f"constraint_{name}", round(excess, 4))
+            if excess > 0:
+                over.append(f"{name.split('_')[0]} {attrs[name]:.2f} {unit} > {limit:g} {unit}")
+        if s.max_latency_ms is not None or s.max_params_m is not None:
+            trial.set_user_attr("feasible", not over)
+        if over:
+            raise optuna.TrialPruned("infeasible before training: " + ", ".join(over))
 
     def _fit_with_oom_retry(self, trial, cfg, on_epoch, times, history, t_start):
         """Out of memory before the first report: retry once at half the batch size."""
@@ -194,13 +222,5 @@ class Objective:
 
     def _measure(self, cfg: TrialConfig) -> dict:
         """Parameter count and batch-1 latency at the study's input size, before training (cached)."""
-        key = self.latency_cache.key(cfg.model, cfg.data.num_classes, self.input_size, self.runtime)
-        found = self.latency_cache.get(key)
-        if found is None:
-            model = build_model(cfg.model, cfg.data.num_classes).to(self.runtime.device)
-            if self.runtime.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            found = {"params_m": round(count_params(model) / 1e6, 4),
-                     "latency_ms": round(measure_latency_ms(model, self.input_size, self.runtime), 2)}
-            self.latency_cache.put(key, found)
+        found = measure_model(cfg.model, cfg.data.num_classes, self.input_size, self.runtime, self.latency_cache)
         return {**found, "latency_device": device_name(self.runtime), "input_size": list(self.input_size)}
