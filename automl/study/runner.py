@@ -27,6 +27,7 @@ from automl.study.storage import mask_url, open_storage, resolve_url
 from automl.trial.engine import Runtime
 from automl.study.budget import FINISHED, budget_state
 from automl.study.checkpoints import BestTrialCheckpoint
+from automl.study.dashboard_hooks import morning_view
 from automl.study.recovery import recover
 from automl.study.selection import select_trial
 from automl.study.stages import check_patterns, stage_start, stage_study_name
@@ -199,8 +200,10 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
                              total_trials=target, objectives=tuple(sf.objectives),
                              max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m)
+    # optuna-dashboard's morning view: trial and study notes, a predictions PNG per completed trial
+    view_callbacks, view_hooks = morning_view(prep)
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
-                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *(completed_hooks or [])],
+                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *view_hooks, *(completed_hooks or [])],
                           latency_cache=latency_cache(sf))
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
@@ -213,7 +216,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
         if state.fully_booked:
             time.sleep(poll_s)  # other workers' trials may finish the study, or die and be retried
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[streak, *(callbacks or [])])
+        study.optimize(objective, n_trials=1, catch=(Exception,),
+                       callbacks=[streak, *view_callbacks, *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")
