@@ -23,7 +23,15 @@ from automl.data.per_sample import SampleScore, rank
 from automl.errors import ConfigError
 from automl.trial.checkpoint import save_model
 from automl.trial.engine import Runtime, fit
-from automl.trial_config import AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec, TrialConfig
+from automl.trial_config import (
+    AugmentSpec,
+    DataSpec,
+    LossSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ScheduleSpec,
+    TrialConfig,
+)
 
 CLASSES = ("bg", "red", "green", "blue")
 COLOURS = np.array([[20, 20, 20], [220, 40, 40], [40, 200, 40], [50, 80, 230]], np.uint8)

@@ -11,7 +11,15 @@ from automl.cli import main
 from automl.study.config import load_study_file
 from automl.study.runner import open_study
 from automl.study.storage import resolve_url
-from automl.trial_config import AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec, TrialConfig
+from automl.trial_config import (
+    AugmentSpec,
+    DataSpec,
+    LossSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ScheduleSpec,
+    TrialConfig,
+)
 
 CLASSES = ("background", "disc", "box", "triangle", "ring")
 DISTS = {"model": CategoricalDistribution(["Unet/resnet18", "FPN/resnet18"]),

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from automl.study.config import load_study_file

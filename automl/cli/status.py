@@ -20,10 +20,9 @@ def _hms(seconds: float | None) -> str:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
+    from automl.study.stages import stage_study_name
     from automl.study.status import study_status
     from automl.study.storage import mask_url, open_storage, resolve_url
-
-    from automl.study.stages import stage_study_name
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)

@@ -15,7 +15,15 @@ from torch import nn
 
 from automl.data.folder import Split
 from automl.data.overlay import legend, overlay
-from automl.data.per_sample import DEFAULT_THRESHOLD, RULE, Predictor, SampleScore, rank, score_split, write_ranking
+from automl.data.per_sample import (
+    DEFAULT_THRESHOLD,
+    RULE,
+    Predictor,
+    SampleScore,
+    rank,
+    score_split,
+    write_ranking,
+)
 from automl.trial.engine import Runtime
 from automl.trial_config import TrialConfig
 

@@ -18,7 +18,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from albumentations.core.transforms_interface import BaseTransformInitSchema, DualTransform
+from albumentations.core.transforms_interface import (
+    BaseTransformInitSchema,
+    DualTransform,
+)
 from albumentations.core.type_definitions import Targets
 from pydantic import Field
 

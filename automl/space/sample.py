@@ -10,8 +10,15 @@ import optuna
 from automl.errors import ConfigError
 from automl.space.params import Choice, Const, Param
 from automl.space.schema import SearchSpace
-from automl.trial_config import (AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec,
-                                 TrialConfig)
+from automl.trial_config import (
+    AugmentSpec,
+    DataSpec,
+    LossSpec,
+    ModelSpec,
+    OptimizerSpec,
+    ScheduleSpec,
+    TrialConfig,
+)
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.study.config import StudyFile
-from automl.study.notes import Importances, compute_importances, study_summary, write_study_note, write_trial_note
+from automl.study.notes import (
+    Importances,
+    compute_importances,
+    study_summary,
+    write_study_note,
+    write_trial_note,
+)
 from automl.study.prediction_grid import PredictionGrid
 from automl.trial.objective import CompletedHook
 

@@ -18,8 +18,13 @@ from optuna.trial import TrialState
 
 from automl.study.artifacts import artifact_dir
 from automl.study.config import StudyFile
-from automl.study.notes import (MIN_IMPORTANCE_SHOWN, MIN_TRIALS_FOR_IMPORTANCE, Importances, compute_importances,
-                                study_summary)
+from automl.study.notes import (
+    MIN_IMPORTANCE_SHOWN,
+    MIN_TRIALS_FOR_IMPORTANCE,
+    Importances,
+    compute_importances,
+    study_summary,
+)
 
 HISTORY, INTERMEDIATE, IMPORTANCES, LATENCY = ("history.png", "intermediate.png", "importances.png",
                                                "miou_vs_latency.png")

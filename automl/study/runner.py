@@ -22,15 +22,15 @@ from automl.errors import AutoMLError, ConfigError
 from automl.space.compat import compatible_pairs
 from automl.space.sample import ResolvedSpace
 from automl.space.schema import load_search_space
-from automl.study.config import StudyFile
-from automl.study.storage import mask_url, open_storage, resolve_url
-from automl.trial.engine import Runtime
 from automl.study.budget import FINISHED, budget_state
 from automl.study.checkpoints import BestTrialCheckpoint
+from automl.study.config import StudyFile
 from automl.study.dashboard_hooks import morning_view
 from automl.study.recovery import recover
 from automl.study.selection import select_trial
 from automl.study.stages import check_patterns, stage_start, stage_study_name
+from automl.study.storage import mask_url, open_storage, resolve_url
+from automl.trial.engine import Runtime
 from automl.trial.latency import LatencyCache, device_name, measure_model
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents

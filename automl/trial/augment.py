@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import cv2
-
 import albumentations as A
+import cv2
 
 from automl.data.target_crop import TargetCrop
 from automl.trial_config import AugmentSpec, DataSpec

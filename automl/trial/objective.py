@@ -23,7 +23,15 @@ from optuna.trial import TrialState
 
 from automl.data.folder import Dataset
 from automl.space.sample import ResolvedSpace
-from automl.trial.engine import EpochResult, FitResult, NonFiniteLoss, Runtime, TimeStats, TrialTimeout, fit
+from automl.trial.engine import (
+    EpochResult,
+    FitResult,
+    NonFiniteLoss,
+    Runtime,
+    TimeStats,
+    TrialTimeout,
+    fit,
+)
 from automl.trial.latency import LatencyCache, device_name, measure_model
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
