@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from automl.errors import AutoMLError
 
 # One module per verb, in the order of the flow.
-COMMANDS = ["search", "worker", "status", "rerun", "audit", "inspect", "dashboard", "report"]
+COMMANDS = ["search", "worker", "status", "rerun", "audit", "inspect", "final", "predict", "dashboard", "report", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,6 +40,10 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         else:
             run_all(prep, on_study=view.follow, events=view, callbacks=[view])
     print_summary(final_study(sf, prep.storage_url), sf, prep.storage_url, console, args.study)
+    if args.final or sf.final.after_search:
+        from automl.cli.final import run_and_show
+
+        run_and_show(sf, console, storage=args.storage)
     return 0
 
 
@@ -92,4 +96,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_run_args(p)
     p.add_argument("--workers", type=int, help="worker processes on this machine (same study)")
     p.add_argument("--trials-per-gpu", type=int, help="with GPUs: workers per GPU (sets --workers)")
+    p.add_argument("--final", action="store_true", help="run the final stage when the search ends")
     p.set_defaults(func=cmd_search)

@@ -167,6 +167,15 @@ class StageSection(_Section):
     timeout: Duration | None = None
 
 
+class RunSection(_Section):
+    """How `automl run --budget T` splits one budget between the search and the final retrain."""
+
+    search_fraction: float = Field(0.5, gt=0, lt=1, description="share of the budget for the search")
+    # Kept for ONNX export, TTA and INT8 decisions and latency measurement after the retrain.
+    final_reserve: Duration = 120.0
+    min_final_epochs: int = Field(1, ge=1)
+
+
 OBJECTIVES = ("val_miou", "latency_ms", "params_m")
 
 
@@ -188,6 +197,7 @@ class StudyFile(_Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
     final: FinalSection = Field(default_factory=FinalSection)
+    run: RunSection = Field(default_factory=RunSection)
     # Where runs/<name>/ lives; not part of the file, set by the loader.
     runs_root: Path = Field(Path("runs"), exclude=True)
 

@@ -225,21 +225,28 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
 
 
 def run_all(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True,
-            on_study: Callable[[optuna.Study, int], None] | None = None, **search_kwargs) -> optuna.Study:
-    """The whole search: one study, or each stage in turn. Returns the study the final stage uses."""
+            on_study: Callable[[optuna.Study, int], None] | None = None, timeout_s: float | None = None,
+            **search_kwargs) -> optuna.Study:
+    """The whole search: one study, or each stage in turn. Returns the study the final stage uses.
+
+    ``timeout_s`` caps the search time; a staged search shares it between stages in proportion
+    to their trial budgets (a stage's own ``timeout`` applies if smaller).
+    """
     sf = prep.sf
     if not sf.stages:
         study = setup_study(prep, worker_index=worker_index, enqueue_baseline=enqueue_baseline)
         if on_study:
             on_study(study, sf.budget.n_trials)
-        return run_search(prep, study, **search_kwargs)
+        return run_search(prep, study, timeout_s=timeout_s, **search_kwargs)
     start = None
+    total_trials = sum(st.n_trials for st in sf.stages)
     for i, stage in enumerate(sf.stages):
         study = setup_study(prep, worker_index=worker_index, enqueue_baseline=enqueue_baseline, stage_index=i,
                             start_params=start)
         if on_study:
             on_study(study, stage.n_trials)
-        run_search(prep, study, target=stage.n_trials, timeout_s=stage.timeout, **search_kwargs)
+        limits = [t for t in (stage.timeout, timeout_s and timeout_s * stage.n_trials / total_trials) if t]
+        run_search(prep, study, target=stage.n_trials, timeout_s=min(limits) if limits else None, **search_kwargs)
         start = select_trial(study, sf).params
     return study
 

@@ -1,0 +1,42 @@
+"""`automl run`: one command for the night — search, final retrain and bundle within one budget."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.console import Console
+
+from automl.cli.common import add_study_args, load_study
+from automl.cli.worker import add_run_args
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from automl.overnight import BudgetPlan, run_overnight
+    from automl.study.config import parse_duration
+    from automl.study.progress import LiveView
+    from automl.study.runner import prepare, setup_study
+
+    total = parse_duration(args.budget)
+    sf = load_study(args)
+    prep = prepare(sf, storage=args.storage)
+    plan = BudgetPlan.split(total, sf)
+    console.print(f"[bold]{sf.name}[/]: budget {total / 60:.0f} min — search up to {plan.search_s / 60:.0f} min, "
+                  f"then the final retrain with what is left (less {plan.reserve_s / 60:.1f} min for export, "
+                  "TTA and INT8)")
+    first = setup_study(prep, stage_index=0 if sf.stages else None)
+    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+        result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view])
+    if result is not None:
+        from automl.final.report import report_table
+
+        console.print(report_table(result.report))
+        console.print(f"bundle: {result.bundle_dir}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="search + final retrain + bundle within one budget (resumable)")
+    add_study_args(p)
+    add_run_args(p)
+    p.add_argument("--budget", required=True, help="total wall time for search and final, e.g. 45m, 8h")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,316 @@
+"""The final stage, in order: retrain the chosen trial → score fp32 → decide on TTA → export
+ONNX → INT8 with fallbacks → latency → report → bundle (+ report attached to the study).
+
+Every score comes from the bundle's own predictors (:mod:`automl.bundle.predictor`), so the
+report describes exactly what the bundle ships.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+from torch import nn
+
+from automl.bundle.layout import Manifest, OnnxInfo
+from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
+from automl.bundle.tta import NO_TTA, TTASpec
+from automl.bundle.write import write_bundle
+from automl.data.folder import Dataset, Split, padded_size
+from automl.final.evaluate import Scores, evaluate
+from automl.final.export import ExportError, OnnxExport, export_onnx
+from automl.final.latency import Latency, cpu_model_name, measure_all, torch_threads
+from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
+from automl.final.report import VARIANT_NAMES, render_markdown
+from automl.final.retrain import (
+    FINAL_MODEL_DIR,
+    Retrained,
+    history_rows,
+    load_retrained,
+    retrain,
+    save_retrained,
+)
+from automl.final.source import (
+    final_config,
+    load_existing_study,
+    pick_trial,
+    search_summary,
+)
+from automl.final.tta import TTADecision, decide_tta
+from automl.study.config import StudyFile
+from automl.study.runner import load_data
+from automl.study.storage import resolve_url
+from automl.trial.augment import eval_transform
+from automl.trial.engine import Runtime, subset_indices
+from automl.trial.model import count_params
+from automl.trial_config import TrialConfig
+
+log = logging.getLogger(__name__)
+WARMUP_RUNS = 5
+
+
+@dataclass
+class FinalResult:
+    bundle_dir: Path
+    manifest: Manifest
+    report: dict
+
+
+@dataclass
+class _Variants:
+    """The predictors built from the retrained model, and the decisions taken on the way."""
+
+    tta: TTADecision
+    timed: dict[str, Predictor] = field(default_factory=dict)  # variant key → predictor, for latency
+    export: OnnxExport | None = None
+    int8: Int8Outcome | None = None
+    int8_error: str | None = None
+
+    @property
+    def int8_accepted(self) -> bool:
+        return self.int8 is not None and self.int8.accepted
+
+    def default(self) -> tuple[str, str]:
+        """(backend, precision) the bundle loads by default."""
+        if self.export is None:
+            return "torch", "fp32"
+        return "onnxruntime", "int8" if self.int8_accepted else "fp32"
+
+
+class _Scorer:
+    """Scores predictors on one split, remembering results by variant key."""
+
+    def __init__(self, split: Split, cfg: TrialConfig):
+        self.split, self.cfg = split, cfg
+        self.scores: dict[str, Scores] = {}
+
+    def __call__(self, key: str, predictor: Predictor) -> Scores:
+        s = evaluate(predictor, self.split, self.cfg.data.num_classes, self.cfg.data.ignore_index)
+        self.scores[key] = s
+        log.info("%s %s: mIoU %.4f", self.split.name, VARIANT_NAMES.get(key, key), s.miou)
+        return s
+
+
+def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset, reuse: bool) -> Retrained:
+    fs = sf.final
+    kept = load_retrained(sf.run_dir, cfg, fs.train_on_trainval) if reuse else None
+    if kept is not None:
+        log.info("reusing the retrained model in %s (same config and split)", sf.run_dir / FINAL_MODEL_DIR)
+        return kept
+    t0 = time.monotonic()
+    runtime = Runtime.resolve(sf.device)
+    fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.train_on_trainval,
+                      eval_subset=sf.eval.subset, eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers)
+    trained = Retrained(fit_res.model.cpu().eval(), history_rows(fit_res.history), time.monotonic() - t0,
+                        str(runtime.device))
+    save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number)
+    return trained
+
+
+def _calibration_inputs(predictor: Predictor, split: Split, n: int) -> list[np.ndarray]:
+    """Training images preprocessed exactly like evaluation (normalise + pad), evenly spaced."""
+    idx = subset_indices(len(split), min(1.0, n / len(split)))
+    return [predictor.model_input(split.images[i]) for i in idx]
+
+
+def _int8(fp32: OnnxPredictor, data: Dataset, sf: StudyFile, workdir: Path, val: _Scorer,
+          threads: int) -> Int8Outcome:
+    opts = sf.final.int8
+    calib = _calibration_inputs(fp32, data.train, opts.calibration_images)
+    log.info("INT8: calibrating on %d training images, limit %.4f mIoU drop", len(calib), opts.max_drop)
+    by_path: dict[Path, Scores] = {}
+
+    def score(path: Path) -> float:
+        candidate = OnnxPredictor(path, fp32.preprocess, fp32.num_classes, precision="int8", threads=threads)
+        by_path[path] = evaluate(candidate, val.split, val.cfg.data.num_classes, val.cfg.data.ignore_index)
+        return by_path[path].miou
+
+    outcome = quantize_with_fallbacks(fp32.path, workdir, calib, score, val.scores["ort_fp32"].miou, opts.max_drop)
+    if outcome.path is not None:
+        val.scores["ort_int8"] = by_path[outcome.path]
+    return outcome
+
+
+def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: StudyFile, input_size: tuple[int, int],
+                     work: Path, val: _Scorer, notes: list[str]) -> _Variants:
+    """torch fp32 → TTA decision → ONNX fp32 → INT8, each scored on val."""
+    fs, n_cls, threads = sf.final, cfg.data.num_classes, sf.final.latency_threads
+    preprocess = eval_transform(cfg.data)
+    torch_pred = TorchPredictor(model, preprocess, n_cls)
+    val("torch_fp32", torch_pred)
+    spec = TTASpec(hflip=fs.tta.hflip, vflip=fs.tta.vflip, scales=tuple(fs.tta.scales))
+    v = _Variants(decide_tta(torch_pred, data.val, val.scores["torch_fp32"], spec, fs.tta.min_gain, n_cls,
+                             cfg.data.ignore_index))
+    if v.tta.scores is not None:
+        val.scores["torch_fp32_tta"] = v.tta.scores
+
+    def add(key: str, predictor: Predictor) -> None:
+        v.timed[key] = predictor
+        if v.tta.evaluated:
+            v.timed[f"{key}_tta"] = predictor.with_tta(v.tta.spec)
+
+    add("torch_fp32", torch_pred)
+    try:
+        v.export = export_onnx(model, work / "model.onnx", input_size, cfg.data.pad_divisor)
+    except ExportError as exc:
+        notes.append(str(exc))
+        log.error("%s", exc)
+        return v
+    ort_fp32 = OnnxPredictor(v.export.path, preprocess, n_cls, threads=threads)
+    val("ort_fp32", ort_fp32)
+    add("ort_fp32", ort_fp32)
+    if not fs.int8.enabled:
+        return v
+    try:
+        v.int8 = _int8(ort_fp32, data, sf, work / "int8", val, threads)
+    except Exception as exc:  # noqa: BLE001 - ship fp32 rather than lose the retrain
+        v.int8_error = f"INT8 quantization failed: {type(exc).__name__}: {exc}"
+        notes.append(v.int8_error)
+        log.error("%s", v.int8_error)
+    if v.int8 is not None and v.int8.path is not None:
+        add("ort_int8", OnnxPredictor(v.int8.path, preprocess, n_cls, precision="int8", threads=threads))
+        if v.tta.evaluated:
+            val("ort_int8_tta", v.timed["ort_int8_tta"])
+    return v
+
+
+def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int, threads: int) -> dict[str, Latency]:
+    log.info("latency: %d variants x %d runs, threads %d", len(predictors), runs, threads)
+    with torch_threads(threads):
+        out = measure_all({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, runs=runs,
+                          warmup=WARMUP_RUNS)
+    for key, lat in out.items():
+        log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f)", VARIANT_NAMES[key], lat.median_ms, lat.p10_ms,
+                 lat.p90_ms)
+    return out
+
+
+def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
+              trial_number: int | None = None, reuse_model: bool = False) -> FinalResult:
+    """Retrain the best (or the given) trial of the study and write the bundle.
+
+    ``out`` defaults to ``runs/<study>/bundle``; ``epochs`` overrides ``final.epochs``;
+    ``reuse_model`` skips the retrain when ``runs/<study>/final_model`` holds one of the same
+    config and split (kept by every run, so a failure after the retrain costs no retrain).
+    """
+    t_start = time.monotonic()
+    study = load_existing_study(sf, resolve_url(sf, storage))
+    trial = pick_trial(study, sf, trial_number)
+    cfg = final_config(trial, epochs or sf.final.epochs)
+    data = load_data(sf)
+    input_size = padded_size(data.max_size(), cfg.data.pad_divisor)
+    notes = (["trained on train+val: val scores (and the TTA/INT8 decisions made on them) are optimistic"]
+             if sf.final.train_on_trainval else [])
+    trained = _retrained(sf, cfg, trial.number, data, reuse_model)
+    scorers = {name: _Scorer(split, cfg) for name, split in (("val", data.val), ("test", data.test))
+               if split is not None}
+    bundle_dir = Path(out) if out is not None else sf.run_dir / "bundle"
+    with tempfile.TemporaryDirectory(prefix="automl-final-") as tmp:
+        v = _build_and_score(trained.model, cfg, data, sf, input_size, Path(tmp), scorers["val"], notes)
+        if "test" in scorers:
+            for key, predictor in v.timed.items():
+                if key != "ort_fp32_tta":  # same numbers as torch fp32 + TTA
+                    scorers["test"](key, predictor)
+        latency = _latencies(v.timed, data.val.images[0], sf.final.latency_runs, sf.final.latency_threads)
+        manifest = _manifest(sf, cfg, input_size, v)
+        report = _report(sf, study, trial, cfg, trained, v, scorers, latency, data, notes)
+        report["wall_s"] = round(time.monotonic() - t_start, 1)
+        write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
+                     render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
+                     onnx_int8=None if v.int8 is None else v.int8.path,
+                     model_extra={"study_name": sf.name, "trial_number": trial.number, "stage": "final",
+                                  "value": scorers["val"].scores["torch_fp32"].miou})
+    log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
+    _attach(sf, study, bundle_dir, report)
+    return FinalResult(bundle_dir, manifest, report)
+
+
+def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _Variants) -> Manifest:
+    backend, precision = v.default()
+    return Manifest(
+        study=sf.name, classes=cfg.data.classes, ignore_index=cfg.data.ignore_index,
+        pad_divisor=cfg.data.pad_divisor, input_size=input_size,
+        onnx=None if v.export is None else OnnxInfo(exporter=v.export.exporter, dynamic=v.export.dynamic,
+                                                    input_size=input_size, opset=v.export.opset),
+        int8_file=v.int8 is not None and v.int8.path is not None, int8_accepted=v.int8_accepted,
+        int8_method=None if v.int8 is None else v.int8.chosen,
+        tta=v.tta.spec if v.tta.evaluated else NO_TTA, tta_kept=v.tta.kept,
+        default_backend=backend, default_precision=precision,
+    )
+
+
+def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialConfig, trained: Retrained, v: _Variants,
+            scorers: dict[str, _Scorer], latency: dict[str, Latency], data: Dataset, notes: list[str]) -> dict:
+    backend, precision = v.default()
+    e = v.export
+    return {
+        "study": sf.name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": list(cfg.data.classes),
+        "default_predictor": {"backend": backend, "precision": precision, "tta": v.tta.kept,
+                              "variant": _variant(backend, precision, v.tta.kept)},
+        "search": search_summary(study, sf, trial),
+        "retrain": {"config": cfg.summary(), "epochs": cfg.epochs, "seed": cfg.seed, "device": trained.device,
+                    "train_on_trainval": sf.final.train_on_trainval, "wall_s": round(trained.wall_s, 1),
+                    "reused": trained.reused, "history": trained.history},
+        "model": {"arch": cfg.model.arch, "encoder": cfg.model.encoder, "params": count_params(trained.model),
+                  "input_size": list(padded_size(data.max_size(), cfg.data.pad_divisor))},
+        "evaluation": {name: {k: s.as_dict(cfg.data.classes) for k, s in sc.scores.items()}
+                       for name, sc in scorers.items()},
+        "tta": {**v.tta.as_dict(), "latency_cost_ms": _tta_cost(latency)},
+        "onnx": None if e is None else {"exporter": e.exporter, "dynamic": e.dynamic, "opset": e.opset,
+                                        "max_rel_diff": e.max_abs_diff, "notes": e.notes},
+        "int8": _int8_report(sf, v),
+        "latency": {"threads": sf.final.latency_threads, "cpu": cpu_model_name(), "runs": sf.final.latency_runs,
+                    "warmup": WARMUP_RUNS, "image_size": list(data.val.images[0].shape[:2]),
+                    "what": "predict(image) end to end: preprocess, model, TTA views, argmax",
+                    "results": {k: lat.as_dict() for k, lat in latency.items()}},
+        "notes": notes,
+    }
+
+
+def _variant(backend: str, precision: str, tta: bool) -> str:
+    key = ("torch_fp32" if backend == "torch" else f"ort_{precision}") + ("_tta" if tta else "")
+    return VARIANT_NAMES[key]
+
+
+def _tta_cost(latency: dict[str, Latency]) -> dict[str, float]:
+    return {k: round(latency[f"{k}_tta"].median_ms - latency[k].median_ms, 3)
+            for k in ("torch_fp32", "ort_fp32", "ort_int8") if k in latency and f"{k}_tta" in latency}
+
+
+def _int8_report(sf: StudyFile, v: _Variants) -> dict:
+    opts = sf.final.int8
+    base = {"enabled": opts.enabled, "max_drop": opts.max_drop, "calibration_images": opts.calibration_images,
+            "recipe": "QDQ, uint8 activations, int8 per-channel weights", "error": v.int8_error}
+    q = v.int8
+    if q is None:
+        return {**base, "accepted": False, "chosen": None, "drop": None, "attempts": []}
+    chosen = q.chosen_result
+    return {**base, "accepted": q.accepted, "chosen": q.chosen, "pre_process": q.pre_process,
+            "reference": "ORT fp32 val mIoU", "reference_miou": round(q.reference_miou, 6),
+            "drop": None if chosen is None or chosen.drop is None else round(chosen.drop, 6),
+            "attempts": [a.as_dict() for a in q.attempts]}
+
+
+def _attach(sf: StudyFile, study: optuna.Study, bundle_dir: Path, report: dict) -> None:
+    """Report files as study artifacts (optuna-dashboard) and a short summary as a user attr."""
+    from automl.study.artifacts import attach_file
+
+    try:
+        for name in ("report.md", "report.json"):
+            attach_file(sf.run_dir, study, bundle_dir / name)
+        val = report["evaluation"]["val"]
+        study.set_user_attr("final", {
+            "bundle": str(bundle_dir), "default": report["default_predictor"]["variant"],
+            **{f"val_miou_{k}": v["miou"] for k, v in val.items()},
+        })
+    except Exception as exc:  # noqa: BLE001 - the bundle stands even if the storage is gone
+        log.warning("could not attach the report to the study: %s", exc)

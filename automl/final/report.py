@@ -1,0 +1,145 @@
+"""Render the final report (a plain dict, also written as report.json) as Markdown and as a
+rich table for the console."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+VARIANT_NAMES = {
+    "torch_fp32": "torch fp32",
+    "torch_fp32_tta": "torch fp32 + TTA",
+    "ort_fp32": "ORT fp32",
+    "ort_fp32_tta": "ORT fp32 + TTA",
+    "ort_int8": "ORT int8",
+    "ort_int8_tta": "ORT int8 + TTA",
+}
+
+
+def _f(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _ms(v: dict | None) -> str:
+    return "-" if v is None else f"{v['median_ms']:.1f}"
+
+
+def _spread(v: dict | None) -> str:
+    return "-" if v is None else f"{v['p10_ms']:.1f}–{v['p90_ms']:.1f}"
+
+
+def _variants(report: dict) -> list[str]:
+    ev, lat = report["evaluation"], report["latency"]["results"]
+    present = set(lat) | {k for split in ev.values() for k in split}
+    return [k for k in VARIANT_NAMES if k in present]
+
+
+def summary_rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """(variant, val mIoU, test mIoU, latency ms, p10–p90 ms, speed-up vs torch fp32) per variant."""
+    ev, lat = report["evaluation"], report["latency"]["results"]
+    base = lat.get("torch_fp32", {}).get("median_ms")
+    rows = []
+    for k in _variants(report):
+        val = ev["val"].get(k, {}).get("miou")
+        test = ev.get("test", {}).get(k, {}).get("miou")
+        speed = f"{base / lat[k]['median_ms']:.2f}x" if base and k in lat else "-"
+        rows.append((VARIANT_NAMES[k], _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), speed))
+    return rows
+
+
+def report_table(report: dict) -> Table:
+    lat = report["latency"]
+    t = Table(title=f"final: {report['study']} — default {report['default_predictor']['variant']}",
+              caption=f"batch 1, threads {lat['threads']}, {lat['cpu']}, median of {lat['runs']} runs, "
+                      f"image {lat['image_size'][1]}x{lat['image_size'][0]}")
+    for col in ("variant", "val mIoU", "test mIoU", "latency ms", "p10–p90", "vs torch"):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for row in summary_rows(report):
+        t.add_row(*row)
+    return t
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def render_markdown(report: dict) -> str:
+    s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
+    d = report["default_predictor"]
+    lines = [f"# Final report: {report['study']}", "",
+             f"Created {report['created']}. Bundle default: **{d['variant']}** "
+             f"(`load_bundle(path)`; backend `{d['backend']}`, precision `{d['precision']}`, TTA {d['tta']}).", ""]
+
+    lines += ["## Summary", ""]
+    lines += _table(["variant", "val mIoU", "test mIoU", "latency ms (median)", "p10–p90 ms", "vs torch fp32"],
+                    [list(row) for row in summary_rows(report)])
+    lines += ["", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
+                  f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
+                  f"{lat['warmup']} warm-up runs.", ""]
+
+    lines += ["## Per-class IoU (val)", ""]
+    val = report["evaluation"]["val"]
+    keys = [k for k in VARIANT_NAMES if k in val]
+    lines += _table(["class", *(VARIANT_NAMES[k] for k in keys)],
+                    [[c, *(_f(val[k]["per_class_iou"].get(c)) for k in keys)] for c in report["classes"]]
+                    + [["**mIoU**", *(f"**{val[k]['miou']:.4f}**" for k in keys)]])
+    lines.append("")
+
+    lines += ["## Test-time augmentation", ""]
+    if not tta["evaluated"]:
+        lines.append("No TTA views configured (`final.tta`): not evaluated.")
+    else:
+        cost = ", ".join(f"{VARIANT_NAMES[k]} +{v:.1f} ms" for k, v in tta["latency_cost_ms"].items())
+        lines.append(f"Views: {tta['views']}. Val mIoU gain {tta['gain']:+.4f} (needed {tta['min_gain']:.4f}): "
+                     f"**{'kept' if tta['kept'] else 'dropped'}**. Latency cost: {cost or '-'}.")
+    lines.append("")
+
+    lines += ["## INT8 (ONNX Runtime static quantization)", ""]
+    if not q["enabled"]:
+        lines.append("Disabled (`final.int8.enabled: false`).")
+    elif q.get("error"):
+        lines.append(f"Failed, the bundle ships fp32 only: {q['error']}")
+    elif not q["attempts"]:
+        lines.append("Not run: the ONNX export failed.")
+    else:
+        verdict = (f"**accepted**: {q['chosen']}" if q["accepted"] else
+                   f"**rejected** (not the default): no attempt lost at most {q['max_drop']:.4f} mIoU; "
+                   f"model.int8.onnx holds the closest one ({q['chosen']})")
+        lines.append(f"{q['recipe']}; {q['calibration_images']} calibration images (training split, eval "
+                     f"preprocessing); pre-processing: {q['pre_process']}. Reference: {q['reference']} "
+                     f"{q['reference_miou']:.4f}. {verdict}.")
+        lines.append("")
+        lines += _table(["attempt", "calibration", "fp32 nodes", "val mIoU", "drop", "result"],
+                        [[a["name"], a["calibration"], str(len(a["excluded_nodes"])), _f(a["miou"]), _f(a["drop"]),
+                          a["error"] or ("pass" if a["passed"] else "fail")] for a in q["attempts"]])
+    lines.append("")
+
+    counts = ", ".join(f"{n} {k}" for k, n in s["trials"].items())
+    b = s["budget"]
+    rt = s["retrained_trial"]
+    lines += ["## Search", "",
+              f"Trials: {counts} ({s['trials_total']} in all); budget {b['n_trials']} finished trials, "
+              f"timeout {b['timeout_s'] or '-'} s, {b['trial_epochs']} epochs per trial; search wall time "
+              f"{s['wall_s'] or '-'} s.",
+              f"Retrained trial #{rt['number']} of study {s['study']} ("
+              f"{'selected by the search' if rt['selected'] else 'chosen by hand'}, search val mIoU "
+              f"{_f(rt['value'])}).", ""]
+
+    m, onnx = report["model"], report["onnx"]
+    lines += ["## Retrain and model", "",
+              f"{r['config']}; {r['epochs']} epoch(s), seed {r['seed']}, on {r['device']}, "
+              f"{'train+val' if r['train_on_trainval'] else 'train'} split, {r['wall_s']} s"
+              f"{' (reused from runs/<study>/final_model)' if r.get('reused') else ''}.",
+              f"{m['arch']} / {m['encoder']}: {m['params'] / 1e6:.2f} M parameters; input "
+              f"{m['input_size'][1]}x{m['input_size'][0]} (padded).",
+              "ONNX: " + ("export failed (torch only)" if onnx is None else
+                          f"{onnx['exporter']} exporter, {'dynamic' if onnx['dynamic'] else 'fixed'} input shape, "
+                          f"opset {onnx['opset']}, max relative diff to torch {onnx['max_rel_diff']:.1e}") + ".",
+              ""]
+    lines += _table(["epoch", "train loss", "val mIoU"],
+                    [[str(h["epoch"]), f"{h['train_loss']:.4f}",
+                      f"{h['val_miou']:.4f}" + ("" if h["full_val"] else " (subset)")] for h in r["history"]])
+    if report.get("notes"):
+        lines += ["", "## Notes", "", *(f"- {n}" for n in report["notes"])]
+    return "\n".join(lines) + "\n"

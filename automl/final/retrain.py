@@ -1,0 +1,78 @@
+"""Retrain the chosen config for the final schedule; keep the weights so a later failure can reuse them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from automl.data.folder import Dataset, Split
+from automl.trial.checkpoint import TRIAL_CONFIG_FILE, load_model, save_model
+from automl.trial.engine import EpochResult, FitResult, Runtime, fit
+from automl.trial_config import TrialConfig
+
+log = logging.getLogger(__name__)
+
+
+def trainval_split(data: Dataset) -> Split:
+    tr, va = data.train, data.val
+    return Split("trainval", [f"train/{s}" for s in tr.stems] + [f"val/{s}" for s in va.stems],
+                 tr.images + va.images, tr.masks + va.masks)
+
+
+def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
+            eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int = 0) -> FitResult:
+    """Train ``cfg`` from scratch; one log line per epoch (val on a subset except the last epoch)."""
+    split = trainval_split(data) if train_on_trainval else data.train
+    log.info("final retrain: %s, %d epochs on %d %s images (seed %d)", cfg.summary(), cfg.epochs, len(split),
+             split.name, cfg.seed)
+
+    def on_epoch(res: EpochResult) -> None:
+        scope = "val" if res.full_val else f"val subset {eval_subset:.0%}"
+        log.info("final epoch %d/%d: loss %.4f, %s mIoU %.4f (%.1f s)", res.epoch, cfg.epochs, res.train_loss,
+                 scope, res.miou, res.seconds)
+
+    return fit(cfg, data, runtime, on_epoch=on_epoch, train_split=split, eval_subset=eval_subset,
+               eval_batch_size=eval_batch_size, num_workers=num_workers)
+
+
+FINAL_MODEL_DIR = "final_model"
+
+
+@dataclass
+class Retrained:
+    model: nn.Module
+    history: list[dict]   # per epoch: epoch, train_loss, val_miou, full_val, seconds
+    wall_s: float
+    device: str
+    reused: bool = False
+
+
+def history_rows(history: list[EpochResult]) -> list[dict]:
+    return [{"epoch": h.epoch, "train_loss": round(h.train_loss, 5), "val_miou": round(h.miou, 5),
+             "full_val": h.full_val, "seconds": round(h.seconds, 2)} for h in history]
+
+
+def save_retrained(run_dir: Path, cfg: TrialConfig, trained: Retrained, *, train_on_trainval: bool,
+                   trial_number: int) -> Path:
+    """Keep the retrained weights (``runs/<study>/final_model``) before the later steps run, so a
+    failure there does not cost the retrain: ``automl final --reuse-model`` picks them up."""
+    return save_model(trained.model, cfg, Path(run_dir) / FINAL_MODEL_DIR, extra={
+        "stage": "final_retrain", "train_on_trainval": train_on_trainval, "trial_number": trial_number,
+        "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device})
+
+
+def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool) -> Retrained | None:
+    """The kept retrained model if it was trained from exactly ``cfg`` on the same split, else None."""
+    folder = Path(run_dir) / FINAL_MODEL_DIR
+    if not (folder / TRIAL_CONFIG_FILE).is_file():
+        log.info("no retrained model to reuse in %s", folder)
+        return None
+    model, saved, info = load_model(folder)
+    if saved != cfg or info.get("train_on_trainval") != train_on_trainval:
+        log.info("not reusing %s: it was trained from another config or split", folder)
+        return None
+    return Retrained(model, list(info.get("history", [])), float(info.get("wall_s", 0.0)),
+                     str(info.get("device", "?")), reused=True)

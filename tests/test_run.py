@@ -1,0 +1,71 @@
+"""`automl run`: one budget split between search and final; a killed run resumes in its stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from automl.overnight import BudgetPlan, final_epochs
+
+
+def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_root):
+    from automl.study.config import load_study_file
+
+    sf = load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10}), runs_root=runs_root)
+    plan = BudgetPlan.split(600, sf)
+    assert plan.search_s == 240 and plan.reserve_s == 10
+    # search used 250 s (it finishes its last trial past its share): 340 s left at 2 s an epoch
+    assert final_epochs(plan, 250, 2.0) == 170
+    assert final_epochs(plan, 600, 2.0, minimum=3) == 3  # never fewer than the minimum
+
+
+def _run_state(url: str):
+    try:
+        return optuna.load_study(study_name="tiny", storage=url).user_attrs.get("run_state")
+    except Exception:  # noqa: BLE001 - database or study not created yet
+        return None
+
+
+def test_run_respects_the_total_and_resumes_in_the_final(tiny_study, runs_root, tmp_path):
+    path = tiny_study(**{"budget.n_trials": 50, "budget.trial_epochs": 1, "run.final_reserve": 5,
+                         "final.int8.calibration_images": 4, "final.latency_runs": 5})
+    url = f"sqlite:///{runs_root / 'tiny' / 'study.db'}"
+    args = [sys.executable, "-m", "automl", "run", str(path), "--runs-root", str(runs_root), "--budget", "60s"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    first = subprocess.Popen(args, stdout=open(tmp_path / "first.log", "wb"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 240
+    while _run_state(url) != "final":
+        assert time.monotonic() < deadline and first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)  # killed during the final retrain
+    first.wait()
+    study = optuna.load_study(study_name="tiny", storage=url)
+    n_trials = len(study.trials)
+    assert study.user_attrs["run_search_s"] <= 30 + max(t.user_attrs.get("wall_s", 0) for t in study.trials)
+    t0 = time.monotonic()
+    second = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert len(study.trials) == n_trials  # no search after the resume: straight to the final
+    assert study.user_attrs["run_state"] == "done"
+    assert (runs_root / "tiny" / "bundle" / "report.json").is_file()
+    assert study.user_attrs["run_final_epochs"] >= 1
+    # the final was sized to what the search left: the resumed run fits in the budget's remainder
+    assert time.monotonic() - t0 < 60 + 60  # remainder + start-up, export and INT8 on a loaded 2-core box
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0 and "complete" in again.stdout
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_search_fraction_must_leave_room_for_both(tiny_study, runs_root, fraction):
+    from automl.errors import ConfigError
+    from automl.study.config import load_study_file
+
+    with pytest.raises(ConfigError, match="run.search_fraction"):
+        load_study_file(tiny_study(**{"run.search_fraction": fraction}), runs_root=runs_root)
