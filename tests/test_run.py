@@ -60,6 +60,9 @@ def test_run_respects_the_total_and_resumes_in_the_final(tiny_study, runs_root, 
     assert time.monotonic() - t0 < 60 + 60  # remainder + start-up, export and INT8 on a loaded 2-core box
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
     assert again.returncode == 0 and "complete" in again.stdout
+    status = subprocess.run([sys.executable, "-m", "automl", "status", str(path), "--runs-root", str(runs_root)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert "run budget" in status.stdout and "state done" in status.stdout
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])

@@ -58,6 +58,11 @@ def _print_status(console: Console, st, url: str, staged: bool) -> None:
     table.add_row("median trial", _hms(st.median_trial_s))
     table.add_row("workers now", str(st.active_workers))
     table.add_row("time left (est.)", _hms(st.eta_s))
+    if st.run:
+        r = st.run
+        table.add_row("run budget", f"{_hms(r.get('budget_s'))}: search {_hms(r.get('search_s'))}, final "
+                                    f"{r.get('final_epochs', '-')} epochs of trial #{r.get('final_trial', '-')} "
+                                    f"({_hms(r.get('final_s'))}), state {r.get('state', '-')}")
     for retry, original in st.retries:
         table.add_row("retry", f"#{retry} retries #{original}")
     for number, reason in st.recent_failures:

@@ -24,6 +24,7 @@ class StudyStatus:
     eta_s: float | None
     recent_failures: list[tuple[int, str]] = field(default_factory=list)
     retries: list[tuple[int, int]] = field(default_factory=list)  # (retry, original)
+    run: dict = field(default_factory=dict)  # `automl run` bookkeeping: where the budget went
 
 
 def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> StudyStatus:
@@ -54,5 +55,6 @@ def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> S
             summary = TrialConfig.from_dict(best.user_attrs["config"]).summary()
     failures = [(t.number, t.user_attrs.get("stop_reason", "failed")) for t in trials if t.state == TrialState.FAIL]
     retries = [(t.number, t.system_attrs["failed_trial"]) for t in trials if "failed_trial" in t.system_attrs]
+    run = {k[4:]: v for k, v in study.user_attrs.items() if k.startswith("run_")}
     return StudyStatus(study.study_name, b, counts, best_number, best_value, summary, median, len(workers),
-                       eta, failures[-5:], retries)
+                       eta, failures[-5:], retries, run)
