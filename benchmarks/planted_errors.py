@@ -54,7 +54,7 @@ def plant(masks: list[np.ndarray], kinds: list[str], per_kind: int, ignore: int,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="study file, model folder (best_trial) or bundle folder")
-    ap.add_argument("--data", default="/work/shared/datasets/camvid-small")
+    ap.add_argument("--data", default="../shared/datasets/camvid-small")
     ap.add_argument("--split", default="val")
     ap.add_argument("--per-kind", type=int, default=2)
     ap.add_argument("--kinds", default="swap,shift,erase,empty")

@@ -1,6 +1,6 @@
 """How much rare-class signal training crops carry, without and with the target-centred crop.
 
-    python benchmarks/target_crop.py [--data /work/shared/datasets/camvid-small] [--crop 128]
+    python benchmarks/target_crop.py [--data ../shared/datasets/camvid-small] [--crop 128]
                                      [--passes 5] [--out runs/bench-target-crop]
 
 Draws ``passes`` crops per training image through the same crop steps the trial pipeline uses
@@ -61,7 +61,7 @@ def shares(masks: list[np.ndarray], k: int, ignore: int) -> tuple[np.ndarray, fl
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="/work/shared/datasets/camvid-small")
+    ap.add_argument("--data", default="../shared/datasets/camvid-small")
     ap.add_argument("--classes", default=CAMVID)
     ap.add_argument("--ignore-index", type=int, default=11)
     ap.add_argument("--crop", type=int, default=128)
