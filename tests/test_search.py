@@ -80,3 +80,16 @@ def test_bad_config_exits_before_compute(tiny_study, runs_root):
                           str(runs_root)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "budget.n_trials" in run.stdout
     assert not (runs_root / "tiny").exists()
+
+
+def test_only_the_epochs_the_pruner_reads_are_scored(tiny_study, runs_root):
+    from automl.study.runner import pruner_epochs
+
+    path = tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 4,
+                         "pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}})
+    sf = load_study_file(path, runs_root=runs_root)
+    assert pruner_epochs(sf) == {1, 3, 4}
+    trial = run_search(prepare(sf)).trials[0]
+    assert sorted(trial.intermediate_values) == [1, 3, 4] and trial.user_attrs["epochs_run"] == 4
+    every = sf.model_copy(update={"eval": sf.eval.model_copy(update={"epochs": "every"})})
+    assert pruner_epochs(every) is None

@@ -89,6 +89,9 @@ class EvalSection(_Section):
     # Intermediate epochs are scored on a fixed val subset (cheap, same for every trial so the
     # pruner compares like with like); the last epoch always uses the full val split.
     subset: float = Field(1.0, gt=0, le=1)
+    # "pruner": score only the epochs the pruner reads (Hyperband/SH rungs) and the last one;
+    # "every": a val score after every epoch (fuller curves in the dashboard, more overhead).
+    epochs: Literal["pruner", "every"] = "pruner"
 
 
 class PrunerSection(_Section):

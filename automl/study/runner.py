@@ -105,6 +105,25 @@ def feasible_pairs(pairs: list[str], depth: int, sf: StudyFile, runtime: Runtime
     return ok
 
 
+def pruner_epochs(sf: StudyFile) -> frozenset[int] | None:
+    """The epochs at which the pruner reads a score, when ``eval.epochs: pruner`` asks to evaluate
+    only those (plus the last): Hyperband and successive halving decide at rungs
+    ``min_resource * reduction_factor**k``; the median pruner and Pareto mode need every epoch or
+    none. Evaluating elsewhere only draws the curve, at the cost of a val pass."""
+    p, last = sf.pruner, sf.budget.trial_epochs
+    if sf.eval.epochs == "every":
+        return None
+    if sf.multi_objective or p.type == "none":
+        return frozenset({last})
+    if p.type == "median":
+        return None
+    rungs, r = set(), p.min_resource
+    while r < last:
+        rungs.add(r)
+        r *= p.reduction_factor
+    return frozenset(rungs | {last})
+
+
 def make_pruner(sf: StudyFile) -> optuna.pruners.BasePruner:
     p = sf.pruner
     if sf.multi_objective or p.type == "none":
@@ -199,7 +218,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
                              total_trials=target, objectives=tuple(sf.objectives),
-                             max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m)
+                             max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m,
+                             eval_epochs=pruner_epochs(sf))
     # optuna-dashboard's morning view: trial and study notes, a predictions PNG per completed trial
     view_callbacks, view_hooks = morning_view(prep)
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,

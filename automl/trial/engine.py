@@ -10,7 +10,7 @@ import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 import torch
@@ -134,8 +134,10 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         on_epoch: Callable[[EpochResult], None] | None = None,
         train_split: Split | None = None,
         eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int = 0,
-        deadline: float | None = None, times: TimeStats | None = None) -> FitResult:
-    """Train ``cfg.epochs`` epochs; evaluate val mIoU after each (subset early, full val last)."""
+        deadline: float | None = None, times: TimeStats | None = None,
+        eval_epochs: Collection[int] | None = None) -> FitResult:
+    """Train ``cfg.epochs`` epochs; evaluate val mIoU after each epoch in ``eval_epochs`` (default
+    every epoch) on the val subset, and after the last one on the full val split."""
     seed_everything(cfg.seed)
     train_split = train_split or data.train
     model = build_model(cfg.model, cfg.data.num_classes).to(runtime.device)
@@ -185,6 +187,8 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         t_eval = time.perf_counter()
         result.times.train_s += t_eval - t_epoch
         full = epoch == cfg.epochs
+        if not full and eval_epochs is not None and epoch not in eval_epochs:
+            continue  # nobody reads this epoch's score: skip the evaluation
         cm = confusion_on(model, data.val, val_all if full else val_subset, cfg, runtime, normalize, eval_batch_size)
         result.times.eval_s += time.perf_counter() - t_eval
         iou = per_class_iou(cm)

@@ -68,6 +68,8 @@ class TrialSettings:
     objectives: tuple[str, ...] = ("val_miou",)
     max_latency_ms: float | None = None
     max_params_m: float | None = None
+    # Epochs whose val score the pruner reads (None: every epoch); the last is always evaluated.
+    eval_epochs: frozenset[int] | None = None
 
     @property
     def prune(self) -> bool:
@@ -183,7 +185,7 @@ class Objective:
             try:
                 result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
                              eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
-                             times=times)
+                             times=times, eval_epochs=s.eval_epochs)
                 return result, cfg
             except (torch.OutOfMemoryError, MemoryError):
                 if attempt == 1 or history or cfg.batch_size < 2:
@@ -208,7 +210,7 @@ class Objective:
                     t_start: float) -> None:
         final = {
             "stop_reason": stop_reason,
-            "epochs_run": len(history),
+            "epochs_run": history[-1].epoch if history else 0,
             "epoch_times_s": [round(h.seconds, 3) for h in history],
             "miou_history": [round(h.miou, 5) for h in history],
             "wall_s": round(time.monotonic() - t_start, 3),

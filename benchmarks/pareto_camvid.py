@@ -1,0 +1,50 @@
+"""A Pareto search (val mIoU against latency) on CamVid-small; prints the front as a table.
+
+    python benchmarks/pareto_camvid.py --data ../shared/datasets/camvid-small --minutes 10 --epochs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import optuna
+import yaml
+from rich.console import Console
+
+from automl.study.config import load_study_file
+from automl.study.runner import prepare, run_all
+from automl.study.selection import select_trial
+from automl.study.summary import front_table
+from benchmarks.trial_overhead import CAMVID_CLASSES
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("../shared/datasets/camvid-small"))
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=Path("runs/bench_pareto"))
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
+    (args.workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    doc = {"name": "pareto", "data": {"root": str(args.data.resolve()), "classes": CAMVID_CLASSES, "ignore_index": 11},
+           "search_space": "space.yaml", "objectives": ["val_miou", "latency_ms"],
+           "budget": {"n_trials": 200, "trial_epochs": args.epochs, "timeout": args.minutes * 60},
+           "eval": {"subset": 0.3}, "device": "cpu", "sampler": {"seed": 0, "n_startup_trials": 4}}
+    (args.workdir / "pareto.yaml").write_text(yaml.safe_dump(doc))
+    sf = load_study_file(args.workdir / "pareto.yaml", runs_root=args.workdir / "runs")
+    study = run_all(prepare(sf))
+    console = Console()
+    console.print(f"{len(study.trials)} trials, {len(study.best_trials)} on the front")
+    console.print(front_table(study))
+    knee = select_trial(study, sf)
+    console.print(f"knee: trial {knee.number} (val mIoU {knee.values[0]:.4f}, {knee.values[1]:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
