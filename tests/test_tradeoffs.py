@@ -72,6 +72,9 @@ def test_pareto_mode_returns_a_non_dominated_set(tiny_study, runs_root):
         for t in done:
             assert t in front or any(_dominates(f, t) for f in front)
         assert select_trial(study, sf) in front
+    from optuna_dashboard import get_note
+
+    assert "Best so far" in get_note(study)  # the morning view works for multi-objective studies too
 
 
 def test_two_stages_pass_the_winner_on(tiny_study, runs_root):

@@ -6,13 +6,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import yaml
 from torch import nn
 
+from automl.atomic import atomic_dir
 from automl.bundle.layout import (
     MANIFEST,
     MODEL_DIR,
@@ -65,9 +65,7 @@ def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest:
                  model_extra: dict | None = None) -> Path:
     """Write every bundle file; an existing bundle at ``out_dir`` is replaced only at the end."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_model(model, cfg, tmp / MODEL_DIR, extra=model_extra)
         notes = save_transforms(cfg, tmp)
         (tmp / RECIPE).write_text(RECIPE_HEADER + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -80,14 +78,4 @@ def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest:
         (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False))
         (tmp / REPORT_MD).write_text(render_md(report))
         _shareable(tmp)
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

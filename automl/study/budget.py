@@ -15,6 +15,11 @@ from optuna.trial import TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def miou_of(trial: optuna.trial.FrozenTrial) -> float | None:
+    """The val mIoU of a finished trial, single- or multi-objective (it is always objective 0)."""
+    return trial.values[0] if trial.values else None
+
+
 def search_seconds(study: optuna.Study, now: dt.datetime | None = None) -> float:
     now = now or dt.datetime.now()
     spans = sorted((t.datetime_start, t.datetime_complete or now)

@@ -18,7 +18,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import get_note, save_note
 
-from automl.study.budget import budget_state
+from automl.study.budget import budget_state, miou_of
 from automl.study.config import StudyFile
 from automl.trial.objective import SURPLUS
 from automl.trial_config import TrialConfig
@@ -98,8 +98,8 @@ def _iou(v: float | None) -> str:
 def trial_note(t: FrozenTrial, *, study_id: int) -> str:
     ua = t.user_attrs
     head = f"## Trial {t.number}: {t.state.name.lower()}"
-    if t.state == TrialState.COMPLETE and t.value is not None:
-        head += f", val mIoU {t.value:.4f}"
+    if t.state == TrialState.COMPLETE and t.values:
+        head += f", val mIoU {miou_of(t):.4f}"
     lines = [head, "", f"**Why it stopped:** {stop_text(t)}", ""]
     if ua.get("baseline"):
         lines += ["Baseline: the search space's default config, run first.", ""]
@@ -158,7 +158,7 @@ def compute_importances(study: optuna.Study) -> Importances | None:
         return None
     try:
         values = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=miou_of)
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter varies across the complete trials
         log.debug("no parameter importances: %s", exc)
         return None
@@ -181,7 +181,7 @@ def _model_of(t: FrozenTrial) -> str:
 
 def _best_lines(best: FrozenTrial) -> list[str]:
     ua = best.user_attrs
-    lines = [f"## Best so far: trial #{best.number}, val mIoU {best.value:.4f}", ""]
+    lines = [f"## Best so far: trial #{best.number}, val mIoU {miou_of(best):.4f}", ""]
     rows = config_rows(TrialConfig.from_dict(ua["config"])) if "config" in ua else []
     if "params_m" in ua and "latency_ms" in ua:
         rows.append(("size", f"{ua['params_m']:.2f} M parameters, {ua['latency_ms']:.1f} ms/image "
@@ -193,8 +193,8 @@ def _best_lines(best: FrozenTrial) -> list[str]:
 
 
 def _top_lines(complete: list[FrozenTrial]) -> list[str]:
-    top = sorted(complete, key=lambda t: t.value, reverse=True)[:TOP_TRIALS]
-    rows = [(f"#{t.number}", f"{t.value:.4f}", _model_of(t),
+    top = sorted(complete, key=lambda t: miou_of(t), reverse=True)[:TOP_TRIALS]
+    rows = [(f"#{t.number}", f"{miou_of(t):.4f}", _model_of(t),
              f"{t.user_attrs['params_m']:.2f}" if "params_m" in t.user_attrs else "-",
              f"{t.user_attrs['latency_ms']:.1f}" if "latency_ms" in t.user_attrs else "-",
              f"{t.user_attrs.get('wall_s', 0):.0f}") for t in top]
@@ -300,9 +300,9 @@ def study_summary(study: optuna.Study, sf: StudyFile, importances: Importances |
              f"**Budget:** {_n(sf.budget.n_trials, 'finished trial')}, {_n(sf.budget.trial_epochs, 'epoch')} each.  ",
              f"**Progress:** {b.finished}/{b.target} finished, search time {_hms(b.elapsed_s)}{limit}.  ",
              "**Trials:** " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none yet") + ".", ""]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
     if complete:
-        lines += _best_lines(max(complete, key=lambda t: t.value))
+        lines += _best_lines(max(complete, key=lambda t: miou_of(t)))
         lines += _top_lines(complete)
     else:
         lines += ["No completed trial yet.", ""]

@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.study.artifacts import artifact_dir
+from automl.study.budget import miou_of
 from automl.study.config import StudyFile
 from automl.study.notes import (
     MIN_IMPORTANCE_SHOWN,
@@ -110,22 +111,22 @@ def plot_importances(study: optuna.Study, path: Path, imp: Importances | None) -
 
 def plot_miou_vs_latency(study: optuna.Study, path: Path) -> Path:
     plt = _pyplot()
-    trials = [t for t in _complete(study) if "latency_ms" in t.user_attrs and t.value is not None]
+    trials = [t for t in _complete(study) if "latency_ms" in t.user_attrs and t.values]
     if not trials:
         raise ValueError("no complete trial with a latency")
-    best = max(trials, key=lambda t: t.value)
+    best = max(trials, key=lambda t: miou_of(t))
     fig, ax = plt.subplots()
     by_arch: dict[str, list] = {}
     for t in trials:
         arch = t.user_attrs.get("config", {}).get("model", {}).get("arch", "?")
         by_arch.setdefault(arch, []).append(t)
     for arch, ts in sorted(by_arch.items()):
-        ax.scatter([t.user_attrs["latency_ms"] for t in ts], [t.value for t in ts], label=arch, s=36)
+        ax.scatter([t.user_attrs["latency_ms"] for t in ts], [miou_of(t) for t in ts], label=arch, s=36)
     for t in trials:
         enc = t.user_attrs.get("config", {}).get("model", {}).get("encoder", "")
-        ax.annotate(f"#{t.number} {enc}", (t.user_attrs["latency_ms"], t.value), fontsize=7,
+        ax.annotate(f"#{t.number} {enc}", (t.user_attrs["latency_ms"], miou_of(t)), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
-    ax.scatter([best.user_attrs["latency_ms"]], [best.value], marker="*", s=220, facecolors="none",
+    ax.scatter([best.user_attrs["latency_ms"]], [miou_of(best)], marker="*", s=220, facecolors="none",
                edgecolors="black", label=f"best #{best.number}")
     devices = sorted({str(t.user_attrs.get("latency_device", "?")) for t in trials})
     ax.set_xlabel(f"latency ms/image (batch 1, {', '.join(devices)}, measured before training)")

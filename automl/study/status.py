@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
-from automl.study.budget import BudgetState, budget_state
+from automl.study.budget import BudgetState, budget_state, miou_of
 
 
 @dataclass
@@ -49,8 +49,9 @@ def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> S
     summary = ""
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     if completed:
-        best = study.best_trial
-        best_number, best_value = best.number, best.value
+        # single objective: Optuna's feasible-aware best; Pareto: the highest mIoU on the front
+        best = study.best_trial if len(study.directions) == 1 else max(study.best_trials, key=miou_of)
+        best_number, best_value = best.number, miou_of(best)
         if "config" in best.user_attrs:
             summary = TrialConfig.from_dict(best.user_attrs["config"]).summary()
     failures = [(t.number, t.user_attrs.get("stop_reason", "failed")) for t in trials if t.state == TrialState.FAIL]

@@ -7,13 +7,11 @@ The folder loads with plain ``segmentation_models_pytorch.from_pretrained(dir)``
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from torch import nn
 
+from automl.atomic import atomic_dir
 from automl.trial_config import TrialConfig
 
 TRIAL_CONFIG_FILE = "trial_config.json"
@@ -21,27 +19,14 @@ TRIAL_CONFIG_FILE = "trial_config.json"
 
 def save_model(model: nn.Module, cfg: TrialConfig, out_dir: Path, extra: dict | None = None) -> Path:
     """Write model/config + weights + trial config to ``out_dir`` atomically (tmp dir + rename)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(Path(out_dir)) as tmp:
         model.save_pretrained(str(tmp))
         conf_path = tmp / "config.json"
         conf = json.loads(conf_path.read_text())
         conf["encoder_weights"] = None
         conf_path.write_text(json.dumps(conf, indent=2, sort_keys=True))
         (tmp / TRIAL_CONFIG_FILE).write_text(json.dumps({"config": cfg.to_dict(), **(extra or {})}, indent=2))
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def load_model(model_dir: Path) -> tuple[nn.Module, TrialConfig, dict]:
