@@ -1,6 +1,6 @@
 """A Pareto search (val mIoU against latency) on CamVid-small; prints the front as a table.
 
-    python benchmarks/pareto_camvid.py --data ../shared/datasets/camvid-small --minutes 10 --epochs 2
+    python -m benchmarks.pareto_camvid --data ../shared/datasets/camvid-small --minutes 10 --epochs 2
 """
 
 from __future__ import annotations

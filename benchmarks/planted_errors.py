@@ -1,6 +1,6 @@
 """Does `automl inspect` find bad masks? Plant some and see where they rank.
 
-    python benchmarks/planted_errors.py MODEL [--data /work/shared/datasets/camvid-small]
+    python -m benchmarks.planted_errors MODEL [--data /work/shared/datasets/camvid-small]
                                        [--split val] [--per-kind 2] [--kinds swap,shift,erase,empty]
 
 MODEL is a study file (→ runs/<study>/best_trial), a model folder (best_trial) or a bundle.

@@ -1,7 +1,7 @@
 """Staged search (augmentation/loss/LR first, then the model) against a flat search over the
 union space, with the same total search time, on CamVid-small.
 
-    python benchmarks/staged_vs_flat.py --data ../shared/datasets/camvid-small --minutes 10 --epochs 3
+    python -m benchmarks.staged_vs_flat --data ../shared/datasets/camvid-small --minutes 10 --epochs 3
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How much rare-class signal training crops carry, without and with the target-centred crop.
 
-    python benchmarks/target_crop.py [--data ../shared/datasets/camvid-small] [--crop 128]
+    python -m benchmarks.target_crop [--data ../shared/datasets/camvid-small] [--crop 128]
                                      [--passes 5] [--out runs/bench-target-crop]
 
 Draws ``passes`` crops per training image through the same crop steps the trial pipeline uses

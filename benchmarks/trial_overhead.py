@@ -5,7 +5,7 @@ latency probe, augmentation, evaluation, storage writes) with the minimal hand-w
 Optuna + SMP loop a user would otherwise write (PNG decoding in a DataLoader, full-size val
 every epoch). Same model, crop, batch and epochs for both.
 
-    python benchmarks/trial_overhead.py --data ../shared/datasets/camvid-small --epochs 3
+    python -m benchmarks.trial_overhead --data ../shared/datasets/camvid-small --epochs 3
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Trials per hour with 1 and with N worker processes on the same study (this machine's cores).
 
-    python benchmarks/workers_throughput.py --data ../shared/datasets/camvid-small --trials 6 --workers 2
+    python -m benchmarks.workers_throughput --data ../shared/datasets/camvid-small --trials 6 --workers 2
 
 Runs `automl search --workers K` on a fresh SQLite study for each K, with short fixed-length
 trials (no pruning), and reports finished trials per hour of wall time.
