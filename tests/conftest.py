@@ -73,13 +73,13 @@ PG_URL = os.environ.get("AUTOML_TEST_POSTGRES_URL", "postgresql+psycopg://postgr
 MYSQL_URL = os.environ.get("AUTOML_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
-def _db_or_skip(url: str) -> str:
+def _db_or_skip(url: str, required_by: str) -> str:
     import sqlalchemy
 
     try:
         sqlalchemy.create_engine(url).connect().close()
     except Exception as exc:  # noqa: BLE001
-        if os.environ.get("AUTOML_REQUIRE_DB"):
+        if os.environ.get(required_by):
             pytest.fail(f"database required by CI is unreachable: {type(exc).__name__}")
         pytest.skip(f"no database server reachable ({type(exc).__name__})")
     return url
@@ -87,9 +87,9 @@ def _db_or_skip(url: str) -> str:
 
 @pytest.fixture
 def pg_url() -> str:
-    return _db_or_skip(PG_URL)
+    return _db_or_skip(PG_URL, "AUTOML_REQUIRE_DB")
 
 
 @pytest.fixture
 def mysql_url() -> str:
-    return _db_or_skip(MYSQL_URL)
+    return _db_or_skip(MYSQL_URL, "AUTOML_REQUIRE_MYSQL")
