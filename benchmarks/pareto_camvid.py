@@ -6,10 +6,8 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
-import optuna
 import yaml
 from rich.console import Console
 
@@ -17,7 +15,7 @@ from automl.study.config import load_study_file
 from automl.study.runner import prepare, run_all
 from automl.study.selection import select_trial
 from automl.study.summary import front_table
-from benchmarks.trial_overhead import CAMVID_CLASSES
+from benchmarks.common import camvid_data, fresh_workdir
 
 
 def main() -> None:
@@ -27,12 +25,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=Path("runs/bench_pareto"))
     args = ap.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
-    (args.workdir / "space.yaml").write_text(yaml.safe_dump(space))
-    doc = {"name": "pareto", "data": {"root": str(args.data.resolve()), "classes": CAMVID_CLASSES, "ignore_index": 11},
+    fresh_workdir(args.workdir)
+    doc = {"name": "pareto", "data": camvid_data(args.data),
            "search_space": "space.yaml", "objectives": ["val_miou", "latency_ms"],
            "budget": {"n_trials": 200, "trial_epochs": args.epochs, "timeout": args.minutes * 60},
            "eval": {"subset": 0.3}, "device": "cpu", "sampler": {"seed": 0, "n_startup_trials": 4}}

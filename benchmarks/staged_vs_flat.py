@@ -7,7 +7,6 @@ union space, with the same total search time, on CamVid-small.
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from rich.table import Table
 from automl.study.config import load_study_file
 from automl.study.runner import final_study, prepare, run_all
 from automl.study.selection import select_trial
-from benchmarks.trial_overhead import CAMVID_CLASSES
+from benchmarks.common import camvid_data, fresh_workdir
 
 STAGES = [{"name": "data", "search": ["aug.*", "loss.*", "adam.lr"]},
           {"name": "model", "search": ["model", "optimizer", "adamw.*", "sgd.*", "batch_size", "schedule",
@@ -27,7 +26,7 @@ STAGES = [{"name": "data", "search": ["aug.*", "loss.*", "adam.lr"]},
 
 
 def study_doc(name: str, data: Path, minutes: float, epochs: int, staged: bool) -> dict:
-    doc = {"name": name, "data": {"root": str(data.resolve()), "classes": CAMVID_CLASSES, "ignore_index": 11},
+    doc = {"name": name, "data": camvid_data(data),
            "search_space": "space.yaml", "budget": {"n_trials": 200, "trial_epochs": epochs, "timeout": minutes * 60},
            "eval": {"subset": 0.3}, "pruner": {"type": "hyperband", "min_resource": 1}, "device": "cpu",
            "sampler": {"seed": 0, "n_startup_trials": 4}}
@@ -43,11 +42,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=Path("runs/bench_staged"))
     args = ap.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    args.workdir.mkdir(parents=True)
-    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
-    (args.workdir / "space.yaml").write_text(yaml.safe_dump(space))
+    fresh_workdir(args.workdir)
     table = Table(title=f"staged vs flat, {args.minutes:g} min of search each, {args.epochs}-epoch trials")
     for col in ("search", "best val mIoU", "trials (complete/pruned/failed)", "wall min", "best config"):
         table.add_column(col)

@@ -22,8 +22,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-CAMVID_CLASSES = ["sky", "building", "pole", "road", "pavement", "tree", "signsymbol", "fence", "car",
-                  "pedestrian", "bicyclist"]
+from benchmarks.common import camvid_data
 
 
 def automl_trial(data_root: Path, epochs: int, eval_subset: float, workdir: Path) -> dict:
@@ -32,8 +31,7 @@ def automl_trial(data_root: Path, epochs: int, eval_subset: float, workdir: Path
 
     space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
     (workdir / "space.yaml").write_text(yaml.safe_dump(space))
-    study_doc = {"name": "overhead", "data": {"root": str(data_root.resolve()), "classes": CAMVID_CLASSES,
-                                              "ignore_index": 11},
+    study_doc = {"name": "overhead", "data": camvid_data(data_root),
                  "search_space": "space.yaml", "budget": {"n_trials": 1, "trial_epochs": epochs},
                  "eval": {"batch_size": 8, "subset": eval_subset}, "pruner": {"type": "none"}, "device": "cpu"}
     (workdir / "study.yaml").write_text(yaml.safe_dump(study_doc))

@@ -9,7 +9,6 @@ trials (no pruning), and reports finished trials per hour of wall time.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -20,17 +19,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.trial_overhead import CAMVID_CLASSES
+from benchmarks.common import camvid_data, fresh_workdir
 
 
 def run(k: int, args: argparse.Namespace) -> tuple[float, int]:
-    work = args.workdir / f"w{k}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
-    (work / "space.yaml").write_text(yaml.safe_dump(space))
-    doc = {"name": f"throughput{k}", "data": {"root": str(args.data.resolve()), "classes": CAMVID_CLASSES,
-                                               "ignore_index": 11},
+    work = fresh_workdir(args.workdir / f"w{k}")
+    doc = {"name": f"throughput{k}", "data": camvid_data(args.data),
            "search_space": "space.yaml", "budget": {"n_trials": args.trials, "trial_epochs": args.epochs},
            "eval": {"subset": 0.3}, "pruner": {"type": "none"}, "device": "cpu"}
     (work / "study.yaml").write_text(yaml.safe_dump(doc))

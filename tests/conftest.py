@@ -93,3 +93,16 @@ def pg_url() -> str:
 @pytest.fixture
 def mysql_url() -> str:
     return _db_or_skip(MYSQL_URL, "AUTOML_REQUIRE_MYSQL")
+
+
+def write_dataset(ds, root: Path) -> Path:
+    """Write an in-memory Dataset as a folder ``root/{split}/{images,masks}/`` of PNGs."""
+    from PIL import Image
+
+    for split in ds.splits.values():
+        for sub in ("images", "masks"):
+            (root / split.name / sub).mkdir(parents=True, exist_ok=True)
+        for stem, img, m in zip(split.stems, split.images, split.masks):
+            Image.fromarray(img).save(root / split.name / "images" / f"{stem}.png")
+            Image.fromarray(m).save(root / split.name / "masks" / f"{stem}.png")
+    return root

@@ -3,8 +3,6 @@ the report and its study attachment, and a bad folder listing every problem."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import optuna
 from PIL import Image
@@ -14,6 +12,7 @@ from automl.data.audit import audit_dataset
 from automl.data.findings import findings, pct
 from automl.data.folder import Dataset, Split, load_dataset
 from automl.data.heatmap import position_density
+from tests.conftest import write_dataset
 
 CLASSES = ("bg", "road", "bike")
 VOID = 255
@@ -49,16 +48,6 @@ def _dataset(seed: int = 0) -> Dataset:
         images = [np.zeros((H, W, 3), np.uint8) for _ in rows]
         splits[name] = Split(name, [f"{name[0]}{i}" for i in range(len(rows))], images, masks)
     return Dataset(CLASSES, VOID, splits)
-
-
-def _write(ds: Dataset, root: Path) -> Path:
-    for split in ds.splits.values():
-        for sub in ("images", "masks"):
-            (root / split.name / sub).mkdir(parents=True, exist_ok=True)
-        for stem, img, m in zip(split.stems, split.images, split.masks):
-            Image.fromarray(img).save(root / split.name / "images" / f"{stem}.png")
-            Image.fromarray(m).save(root / split.name / "masks" / f"{stem}.png")
-    return root
 
 
 def test_frequencies_match_the_constructed_counts():
@@ -114,7 +103,7 @@ def test_position_density_is_the_class_share_per_cell():
 
 def test_cli_writes_report_and_attaches_it_to_the_study(tiny_study, runs_root, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    root = _write(_dataset(), tmp_path / "data")
+    root = write_dataset(_dataset(), tmp_path / "data")
     study_path = tiny_study(**{"data.root": str(root), "data.classes": list(CLASSES)})
     assert main(["audit", str(study_path), "--runs-root", str(runs_root)]) == 0
     out = runs_root / "tiny" / "audit"
@@ -132,7 +121,7 @@ def test_cli_writes_report_and_attaches_it_to_the_study(tiny_study, runs_root, t
 
 def test_bare_folder_audit_and_bad_folder_lists_every_problem(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    root = _write(_dataset(), tmp_path / "data")
+    root = write_dataset(_dataset(), tmp_path / "data")
     out = tmp_path / "out"
     assert main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)]) == 0
     assert (out / "audit.md").is_file()

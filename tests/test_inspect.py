@@ -32,6 +32,7 @@ from automl.trial_config import (
     ScheduleSpec,
     TrialConfig,
 )
+from tests.conftest import write_dataset
 
 CLASSES = ("bg", "red", "green", "blue")
 COLOURS = np.array([[20, 20, 20], [220, 40, 40], [40, 200, 40], [50, 80, 230]], np.uint8)
@@ -58,16 +59,6 @@ def _split(name: str, n: int, seed: int) -> Split:
     return Split(name, [f"{name}{i:02d}" for i in range(n)], [p[0] for p in pairs], [p[1] for p in pairs])
 
 
-def _write(ds: Dataset, root: Path) -> Path:
-    for split in ds.splits.values():
-        for sub in ("images", "masks"):
-            (root / split.name / sub).mkdir(parents=True, exist_ok=True)
-        for stem, img, m in zip(split.stems, split.images, split.masks):
-            Image.fromarray(img).save(root / split.name / "images" / f"{stem}.png")
-            Image.fromarray(m).save(root / split.name / "masks" / f"{stem}.png")
-    return root
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """On a shared 2-core machine two intra-op threads are many times slower than one."""
@@ -89,13 +80,13 @@ def trained(tmp_path_factory, one_thread):
     result = fit(cfg, clean, Runtime.resolve("cpu"))
     assert result.history[-1].miou > 0.8, "the tiny model must learn the task for the ranking to mean anything"
     model_dir = save_model(result.model, cfg, tmp / "model")
-    clean_root = _write(clean, tmp / "clean")
+    clean_root = write_dataset(clean, tmp / "clean")
     corrupt = {"swap": lambda m: swap_classes(m, 255), "shift": lambda m: shift_mask(m, 255),
                "erase": lambda m: erase_objects(m, 255), "empty": lambda m: empty_mask(m, 255)}
     val = clean.val
     for i, kind in PLANTED.items():
         val.masks[i] = corrupt[kind](val.masks[i])
-    return model_dir, _write(clean, tmp / "data"), clean_root
+    return model_dir, write_dataset(clean, tmp / "data"), clean_root
 
 
 def _ranking(path: Path) -> list[dict]:

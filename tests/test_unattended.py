@@ -80,7 +80,8 @@ def test_three_workers_on_postgres_one_killed(pg_url, tiny_study, runs_root, tmp
         trials = _assert_consistent(_study(path, runs_root), 6)
         assert trials[killed].state == TrialState.FAIL
         retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
-        assert len(retries) == 1 and retries[0].state in FINISHED
+        # the retry runs unless the other workers reached the total first; then it waits, unneeded
+        assert len(retries) == 1 and retries[0].state in (*FINISHED, TrialState.WAITING)
         assert retries[0].user_attrs["retry_of"] == killed
         assert retries[0].params == trials[killed].params
     finally:
@@ -113,8 +114,10 @@ def test_sigterm_leaves_no_running_trial_and_resume_retries_it(tiny_study, runs_
     assert time.monotonic() - t0 < 15
     study = _study(path, runs_root)
     assert not study.get_trials(states=(TrialState.RUNNING,))
-    interrupted = study.get_trials()[number]
-    assert interrupted.state == TrialState.FAIL and interrupted.user_attrs["stop_reason"] == INTERRUPTED
+    # the signal hits trial `number`, or the next one if `number` ended just before it arrived
+    (interrupted,) = [t for t in study.get_trials() if t.user_attrs.get("stop_reason") == INTERRUPTED]
+    assert interrupted.state == TrialState.FAIL and interrupted.number >= number
+    number = interrupted.number
     resumed = _cli(*args, log=tmp_path / "resume.log")
     assert resumed.wait(timeout=300) == 0
     trials = _assert_consistent(_study(path, runs_root), 2)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-
-
-def cpu_model_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform reports."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from automl.bundle.write import write_bundle
 from automl.data.folder import Dataset, Split, padded_size
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
-from automl.final.latency import Latency, cpu_model_name, measure_all, torch_threads
+from automl.final.latency import Latency, measure_all, torch_threads
 from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
 from automl.final.report import VARIANT_NAMES, render_markdown
 from automl.final.retrain import (
@@ -49,6 +49,7 @@ from automl.study.runner import load_data
 from automl.study.storage import resolve_url
 from automl.trial.augment import eval_transform
 from automl.trial.engine import Runtime, subset_indices
+from automl.trial.latency import cpu_model_name
 from automl.trial.model import count_params
 from automl.trial_config import TrialConfig
 

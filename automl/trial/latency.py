@@ -46,20 +46,21 @@ def measure_latency_ms(model: nn.Module, size: tuple[int, int], runtime: Runtime
     return min(times)
 
 
-def processor_name() -> str:
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what the platform reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def device_name(runtime: Runtime) -> str:
     if runtime.device.type == "cuda":
         return torch.cuda.get_device_name(runtime.device)
-    return f"{processor_name()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
 
 
 class LatencyCache:
