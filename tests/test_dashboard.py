@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import re
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -33,18 +34,24 @@ def _get(url: str) -> bytes:
 
 
 def _dashboard_url(proc: subprocess.Popen, deadline_s: float = 90) -> str:
-    """The URL `automl dashboard` prints once its server is bound."""
+    """The URL `automl dashboard` prints once its server is bound.
+
+    Lines are read on a thread: select() on a buffered pipe misses a line that arrived in the
+    same chunk as the one before it (it sits in Python's buffer, not in the pipe)."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
     end, seen = time.monotonic() + deadline_s, []
     while time.monotonic() < end:
-        if proc.poll() is not None:
-            break
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline()
-            seen.append(line)
-            m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/dashboard/studies/\d+", line)
-            if m:
-                return m.group(1)
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)/dashboard/studies/\d+", line)
+        if m:
+            return m.group(1)
     raise AssertionError("dashboard did not start:\n" + "".join(seen) + (proc.stderr.read() if proc.poll() else ""))
 
 
