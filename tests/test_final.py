@@ -217,6 +217,8 @@ def test_report_contents(rejected):
     assert set(lat["results"]) == {"torch_fp32", "torch_fp32_tta", "ort_fp32", "ort_fp32_tta", "ort_int8",
                                    "ort_int8_tta"}
     assert all(r["median_ms"] > 0 and r["runs"] == 5 for r in lat["results"].values())
+    assert set(lat["model_only"]) == {"torch_fp32", "ort_fp32", "ort_int8"}  # TTA has no single model call
+    assert all(0 < lat["model_only"][k]["median_ms"] for k in lat["model_only"])
     assert report["model"]["params"] > 1e6 and report["model"]["input_size"] == [64, 64]
     s = report["search"]
     assert s["trials"] == {"complete": 1} and s["budget"]["n_trials"] == 3
@@ -224,7 +226,7 @@ def test_report_contents(rejected):
     assert report["retrain"]["epochs"] == 1 and len(report["retrain"]["history"]) == 1
     assert report["onnx"]["dynamic"] and report["onnx"]["exporter"] == "dynamo"
     md = (res.bundle_dir / "report.md").read_text()
-    for text in ("Per-class IoU", "ORT int8 + TTA", f"threads {lat['threads']}", lat["cpu"], *classes,
+    for text in ("Per-class IoU", "ORT int8 + TTA", "model alone ms", f"threads {lat['threads']}", lat["cpu"], *classes,
                  "1 complete"):
         assert text in md, text
     # the report is also attached to the study for optuna-dashboard

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from automl.bundle.layout import ONNX_INPUT, Backend, Precision
-from automl.bundle.tta import NO_TTA, TTASpec, tta_probabilities
+from automl.bundle.tta import NO_TTA, TTASpec, softmax, tta_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +56,22 @@ class Predictor(ABC):
 
     def view_logits(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        return self.logits(self.model_input(image))[:, :, :h, :w]
+        # Contiguous: torch ops on the cropped (strided) view ran ~8x slower than on a copy.
+        return np.ascontiguousarray(self.logits(self.model_input(image))[:, :, :h, :w])
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         check_image(image)
         if self.tta.enabled:
-            return tta_probabilities(image, self.tta, self.view_logits).numpy()
-        return torch.from_numpy(self.view_logits(image)).float().softmax(1)[0].numpy()
+            return tta_probabilities(image, self.tta, self.view_logits)
+        return softmax(self.view_logits(image)[0])
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         check_image(image)
         if self.tta.enabled:
-            probs = tta_probabilities(image, self.tta, self.view_logits)
-        else:
-            probs = torch.from_numpy(self.view_logits(image))[0]  # argmax of logits = argmax of softmax
-        return probs.argmax(0).numpy().astype(np.uint8)
+            return tta_probabilities(image, self.tta, self.view_logits).argmax(0).astype(np.uint8)
+        # argmax of logits = argmax of softmax; numpy's single-threaded argmax does not wake
+        # torch's OpenMP pool (1 ms here against 8 ms for torch on 2 cores, CamVid-sized output)
+        return self.view_logits(image)[0].argmax(0).astype(np.uint8)
 
     def describe(self) -> str:
         tta = f" + TTA {self.tta.describe()}" if self.tta.enabled else ""

@@ -182,15 +182,22 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     return v
 
 
-def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int, threads: int) -> dict[str, Latency]:
+def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int,
+               threads: int) -> tuple[dict[str, Latency], dict[str, Latency]]:
+    """End-to-end ``predict(image)`` per variant, and the model alone (preprocessed input in,
+    logits out) per variant without TTA: the gap is the pre/post-processing cost."""
     log.info("latency: %d variants x %d runs, threads %d", len(predictors), runs, threads)
+    plain = {k: p for k, p in predictors.items() if not p.tta.enabled}
     with torch_threads(threads):
         out = measure_all({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, runs=runs,
                           warmup=WARMUP_RUNS)
+        model_only = measure_all({k: (lambda p=p, x=p.model_input(image): p.logits(x)) for k, p in plain.items()},
+                                 runs=runs, warmup=WARMUP_RUNS)
     for key, lat in out.items():
-        log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f)", VARIANT_NAMES[key], lat.median_ms, lat.p10_ms,
-                 lat.p90_ms)
-    return out
+        alone = f", model alone {model_only[key].median_ms:.2f}" if key in model_only else ""
+        log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f%s)", VARIANT_NAMES[key], lat.median_ms, lat.p10_ms,
+                 lat.p90_ms, alone)
+    return out, model_only
 
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
@@ -219,9 +226,10 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
             for key, predictor in v.timed.items():
                 if key != "ort_fp32_tta":  # same numbers as torch fp32 + TTA
                     scorers["test"](key, predictor)
-        latency = _latencies(v.timed, data.val.images[0], sf.final.latency_runs, sf.final.latency_threads)
+        latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
+                                         sf.final.latency_threads)
         manifest = _manifest(sf, cfg, input_size, v)
-        report = _report(sf, study, trial, cfg, trained, v, scorers, latency, data, notes)
+        report = _report(sf, study, trial, cfg, trained, v, scorers, latency, model_only, data, notes)
         report["wall_s"] = round(time.monotonic() - t_start, 1)
         write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
                      render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
@@ -248,7 +256,8 @@ def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _
 
 
 def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialConfig, trained: Retrained, v: _Variants,
-            scorers: dict[str, _Scorer], latency: dict[str, Latency], data: Dataset, notes: list[str]) -> dict:
+            scorers: dict[str, _Scorer], latency: dict[str, Latency], model_only: dict[str, Latency], data: Dataset,
+            notes: list[str]) -> dict:
     backend, precision = v.default()
     e = v.export
     return {
@@ -272,7 +281,8 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
         "latency": {"threads": sf.final.latency_threads, "cpu": cpu_model_name(), "runs": sf.final.latency_runs,
                     "warmup": WARMUP_RUNS, "image_size": list(data.val.images[0].shape[:2]),
                     "what": "predict(image) end to end: preprocess, model, TTA views, argmax",
-                    "results": {k: lat.as_dict() for k, lat in latency.items()}},
+                    "results": {k: lat.as_dict() for k, lat in latency.items()},
+                    "model_only": {k: lat.as_dict() for k, lat in model_only.items()}},
         "notes": notes,
     }
 

@@ -33,16 +33,26 @@ def _variants(report: dict) -> list[str]:
     return [k for k in VARIANT_NAMES if k in present]
 
 
-def summary_rows(report: dict) -> list[tuple[str, str, str, str, str, str]]:
-    """(variant, val mIoU, test mIoU, latency ms, p10–p90 ms, speed-up vs torch fp32) per variant."""
-    ev, lat = report["evaluation"], report["latency"]["results"]
+def _speedup(lat: dict, k: str) -> str:
     base = lat.get("torch_fp32", {}).get("median_ms")
+    return f"{base / lat[k]['median_ms']:.2f}x" if base and k in lat else "-"
+
+
+SUMMARY_COLUMNS = ("variant", "val mIoU", "test mIoU", "latency ms", "p10–p90", "vs torch", "model alone ms",
+                   "model vs torch")
+
+
+def summary_rows(report: dict) -> list[tuple[str, ...]]:
+    """Per variant: val and test mIoU; end-to-end predict() latency (median, p10–p90, speed-up vs
+    torch fp32); the model alone (preprocessed input → logits) and its speed-up."""
+    ev, lat = report["evaluation"], report["latency"]["results"]
+    alone = report["latency"].get("model_only", {})  # absent in reports written before it was measured
     rows = []
     for k in _variants(report):
         val = ev["val"].get(k, {}).get("miou")
         test = ev.get("test", {}).get(k, {}).get("miou")
-        speed = f"{base / lat[k]['median_ms']:.2f}x" if base and k in lat else "-"
-        rows.append((VARIANT_NAMES[k], _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), speed))
+        rows.append((VARIANT_NAMES[k], _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), _speedup(lat, k),
+                     _ms(alone.get(k)), _speedup(alone, k)))
     return rows
 
 
@@ -51,7 +61,7 @@ def report_table(report: dict) -> Table:
     t = Table(title=f"final: {report['study']} — default {report['default_predictor']['variant']}",
               caption=f"batch 1, threads {lat['threads']}, {lat['cpu']}, median of {lat['runs']} runs, "
                       f"image {lat['image_size'][1]}x{lat['image_size'][0]}")
-    for col in ("variant", "val mIoU", "test mIoU", "latency ms", "p10–p90", "vs torch"):
+    for col in SUMMARY_COLUMNS:
         t.add_column(col, justify="left" if col == "variant" else "right")
     for row in summary_rows(report):
         t.add_row(*row)
@@ -72,11 +82,12 @@ def render_markdown(report: dict) -> str:
              f"(`load_bundle(path)`; backend `{d['backend']}`, precision `{d['precision']}`, TTA {d['tta']}).", ""]
 
     lines += ["## Summary", ""]
-    lines += _table(["variant", "val mIoU", "test mIoU", "latency ms (median)", "p10–p90 ms", "vs torch fp32"],
-                    [list(row) for row in summary_rows(report)])
+    lines += _table(["variant", "val mIoU", "test mIoU", "predict() ms (median)", "p10–p90 ms", "vs torch fp32",
+                     "model alone ms", "model vs torch fp32"], [list(row) for row in summary_rows(report)])
     lines += ["", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
                   f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
-                  f"{lat['warmup']} warm-up runs.", ""]
+                  f"{lat['warmup']} warm-up runs. \"Model alone\": the same predictor's "
+                  "model on an already preprocessed input, logits out (no TTA, no argmax).", ""]
 
     lines += ["## Per-class IoU (val)", ""]
     val = report["evaluation"]["val"]
