@@ -72,3 +72,47 @@ def test_search_fraction_must_leave_room_for_both(tiny_study, runs_root, fractio
 
     with pytest.raises(ConfigError, match="run.search_fraction"):
         load_study_file(tiny_study(**{"run.search_fraction": fraction}), runs_root=runs_root)
+
+
+def test_trials_since_best_counts_finished_trials_after_the_best():
+    from optuna.trial import TrialState, create_trial
+
+    from automl.study.budget import trials_since_best
+
+    study = optuna.create_study(direction="maximize")
+    assert trials_since_best(study) == 0
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=None, intermediate_values={1: 0.1}))
+    assert trials_since_best(study) == 1  # nothing completed yet: every finished trial counts
+    for v in (0.5, 0.6):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=v))
+    assert trials_since_best(study) == 0
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.55))
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=None, intermediate_values={1: 0.2}))
+    study.add_trial(create_trial(state=TrialState.FAIL, value=None))  # a failure is no finished trial
+    assert trials_since_best(study) == 2
+
+
+def test_patience_stops_the_search_when_it_stops_improving(tiny_study, runs_root):
+    """The baseline completes; a ~0 learning rate cannot beat it: patience 1 ends the search there,
+    far below n_trials."""
+    from automl.study.config import load_study_file
+    from automl.study.runner import prepare, run_search, setup_study
+
+    path = tiny_study(**{"budget.n_trials": 6, "budget.trial_epochs": 1, "budget.patience": 1,
+                         "pruner.type": "none"})
+    prep = prepare(load_study_file(path, runs_root=runs_root))
+    study = setup_study(prep)
+    study.enqueue_trial({"model": "Unet/resnet18", "optimizer": "sgd", "sgd.lr": 1e-7, "schedule": "constant",
+                         "aux_head": False})
+    run_search(prep, study)
+    first, second = study.trials  # no third trial started
+    assert first.value > second.value
+
+
+def test_patience_is_refused_for_a_pareto_search(tiny_study, runs_root):
+    from automl.errors import ConfigError
+    from automl.study.config import load_study_file
+
+    path = tiny_study(**{"budget.patience": 3, "objectives": ["val_miou", "params_m"]})
+    with pytest.raises(ConfigError, match="budget.patience"):
+        load_study_file(path, runs_root=runs_root)

@@ -20,6 +20,19 @@ def miou_of(trial: optuna.trial.FrozenTrial) -> float | None:
     return trial.values[0] if trial.values else None
 
 
+def trials_since_best(study: optuna.Study) -> int:
+    """Finished trials (completed or pruned), in order of completion, since the best feasible
+    completed one; all finished trials when none has completed yet. Single objective only."""
+    finished = sorted((t for t in study.get_trials(deepcopy=False) if t.state in FINISHED),
+                      key=lambda t: (t.datetime_complete or dt.datetime.max, t.number))
+    best_at, best = -1, None
+    for i, t in enumerate(finished):
+        feasible = all(v <= 0 for v in t.constraints.values())
+        if t.state == TrialState.COMPLETE and feasible and (best is None or t.value > best):
+            best_at, best = i, t.value
+    return len(finished) - 1 - best_at
+
+
 def search_seconds(study: optuna.Study, now: dt.datetime | None = None) -> float:
     now = now or dt.datetime.now()
     spans = sorted((t.datetime_start, t.datetime_complete or now)

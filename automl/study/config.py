@@ -82,6 +82,9 @@ class BudgetSection(_Section):
     trial_epochs: int = Field(4, ge=1)
     trial_time_limit: Duration | None = None
     max_consecutive_failures: int = Field(5, ge=1)
+    # Stop searching once this many trials in a row (completed or pruned) have not beaten the
+    # best one. Off by default. Under `automl run` the time it saves goes to the final retrain.
+    patience: int | None = Field(None, ge=1, description="finished trials without a new best before the search stops")
 
 
 class EvalSection(_Section):
@@ -209,6 +212,9 @@ class StudyFile(_Section):
         if not self.objectives or self.objectives[0] != "val_miou" or len(set(self.objectives)) != len(self.objectives):
             raise ValueError("objectives: start with val_miou, then optionally latency_ms and/or params_m, "
                              "each once")
+        if self.budget.patience is not None and len(self.objectives) > 1:
+            raise ValueError("budget.patience: a Pareto search has no single best to wait on; remove it or "
+                             "search val_miou alone")
         if len({s.name for s in self.stages}) != len(self.stages):
             raise ValueError("stages: stage names must be unique")
         return self

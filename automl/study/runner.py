@@ -22,7 +22,7 @@ from automl.errors import AutoMLError, ConfigError
 from automl.space.compat import compatible_pairs
 from automl.space.sample import ResolvedSpace
 from automl.space.schema import load_search_space
-from automl.study.budget import FINISHED, budget_state
+from automl.study.budget import FINISHED, budget_state, trials_since_best
 from automl.study.checkpoints import BestTrialCheckpoint
 from automl.study.config import StudyFile
 from automl.study.dashboard_hooks import morning_view
@@ -232,6 +232,10 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
         recover(study, sf.storage.max_retries)
         state = budget_state(study, target, timeout)
         if state.complete or state.out_of_time:
+            break
+        if sf.budget.patience is not None and trials_since_best(study) >= sf.budget.patience:
+            log.info("search stopped: %d trials in a row without a new best (budget.patience)",
+                     trials_since_best(study))
             break
         if state.fully_booked:
             time.sleep(poll_s)  # other workers' trials may finish the study, or die and be retried
