@@ -98,6 +98,21 @@ class TrialConfig(_Frozen):
     schedule: ScheduleSpec
     loss: LossSpec
     augment: AugmentSpec
+    # When set, the LR schedule spans this many epochs and training stops after `epochs`: a
+    # search trial is then the start of a longer run (budget.trial_schedule_epochs). None: the
+    # schedule spans `epochs`, as in the final retrain.
+    schedule_epochs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _schedule_covers_training(self) -> TrialConfig:
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ValueError(f"schedule_epochs ({self.schedule_epochs}) must be at least epochs ({self.epochs})")
+        return self
+
+    @property
+    def schedule_span(self) -> int:
+        """Epochs the LR schedule spans."""
+        return self.schedule_epochs or self.epochs
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")

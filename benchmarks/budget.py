@@ -42,13 +42,17 @@ from benchmarks.common import camvid_data, fresh_workdir
 EVAL_SUBSET = 0.3  # intermediate epochs are scored on this share of val, the last on all of it
 
 
-def study_doc(data: Path, minutes: float, threads: int, trial_epochs: int) -> dict:
+def study_doc(args: argparse.Namespace, threads: int) -> dict:
     """The study `automl run` gets: studies/camvid.yaml's settings, no trial-count cap."""
-    return {"name": "budget", "data": camvid_data(data), "search_space": "space.yaml",
-            "budget": {"n_trials": 1000, "trial_epochs": trial_epochs, "timeout": minutes * 60,
-                       "trial_time_limit": "15m"},
+    budget = {"n_trials": 1000, "trial_epochs": args.trial_epochs, "timeout": args.minutes * 60,
+              "trial_time_limit": "15m"}
+    if args.patience:
+        budget["patience"] = args.patience
+    if args.trial_schedule_epochs:
+        budget["trial_schedule_epochs"] = args.trial_schedule_epochs
+    return {"name": "budget", "data": camvid_data(args.data), "search_space": "space.yaml", "budget": budget,
             "eval": {"subset": EVAL_SUBSET}, "pruner": {"type": "hyperband", "min_resource": 2, "reduction_factor": 3},
-            "sampler": {"seed": 0, "n_startup_trials": 8}, "device": "cpu",
+            "sampler": {"seed": 0, "n_startup_trials": args.startup_trials}, "device": "cpu",
             "final": {"latency_threads": threads}}
 
 
@@ -67,7 +71,7 @@ def _prepared(args: argparse.Namespace, threads: int):
     """Each part writes its own copy of the study file (they start at the same time); all name
     the study `budget`, so (b)'s run folder is <workdir>/runs/budget."""
     path = args.workdir / f"{args.part}.yaml"
-    path.write_text(yaml.safe_dump(study_doc(args.data, args.minutes, threads, args.trial_epochs)))
+    path.write_text(yaml.safe_dump(study_doc(args, threads)))
     return prepare(load_study_file(path, runs_root=args.workdir / "runs"))
 
 
@@ -118,6 +122,8 @@ def part_run(args: argparse.Namespace) -> dict:
             "final_wall_s": report["wall_s"], "retrain_wall_s": report["retrain"]["wall_s"],
             "trials": {s: states.count(s) for s in sorted(set(states))}, "threads": threads,
             "best_trial": report["search"]["retrained_trial"], "config": report["retrain"]["config"],
+            "search_wall_s": report["search"]["wall_s"], "startup_trials": args.startup_trials,
+            "patience": args.patience, "trial_schedule_epochs": args.trial_schedule_epochs,
             "wall_s": round(wall, 1)}
 
 
@@ -162,7 +168,10 @@ def part_rank(args: argparse.Namespace) -> dict:
 def _child(args: argparse.Namespace, part: str, cpu: int | None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.budget", "--part", part, "--data", str(args.data), "--minutes",
            f"{args.minutes:g}", "--workdir", str(args.workdir), "--configs", str(args.configs), "--long-epochs",
-           str(args.long_epochs), "--seed", str(args.seed), "--trial-epochs", str(args.trial_epochs), *extra]
+           str(args.long_epochs), "--seed", str(args.seed), "--trial-epochs", str(args.trial_epochs),
+           "--startup-trials", str(args.startup_trials), *(["--patience", str(args.patience)] if args.patience else []),
+           *(["--trial-schedule-epochs", str(args.trial_schedule_epochs)] if args.trial_schedule_epochs else []),
+           *extra]
     if cpu is None:
         return subprocess.Popen(cmd)
     return subprocess.Popen([*cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -181,16 +190,17 @@ def print_table(workdir: Path) -> None:
 
     a, b = load("default"), load("run")
     t = Table(title="CamVid-small val mIoU at equal wall time")
-    for col in ("", "val mIoU", "wall min", "threads", "trials", "final epochs", "config"):
+    for col in ("", "val mIoU", "wall min", "threads", "trials", "search min", "final epochs", "config"):
         t.add_column(col)
     if a:
         t.add_row("(a) default recipe", f"{a['val_miou']:.4f}", f"{a['wall_s'] / 60:.1f}", str(a["threads"]), "-",
-                  str(a["epochs"]), a["config"])
+                  "-", str(a["epochs"]), a["config"])
     if b:
         trials = ", ".join(f"{v} {k.lower()}" for k, v in b["trials"].items())
         t.add_row("(b) automl run", f"{b['val_miou']:.4f} (shipped {b['shipped']}: {b['shipped_val_miou']:.4f}; "
                   f"int8 {b['int8_val_miou'] or float('nan'):.4f})", f"{b['wall_s'] / 60:.1f}", str(b["threads"]),
-                  trials, str(b["epochs"]), b["config"])
+                  trials, f"{b['search_wall_s'] / 60:.1f}" if "search_wall_s" in b else "?", str(b["epochs"]),
+                  b["config"])
     Console(width=200).print(t)
     rows = sorted((r for f in sorted(workdir.glob("rank_*.json")) for r in json.loads(f.read_text())["rows"]),
                   key=lambda r: r["i"])
@@ -224,6 +234,10 @@ def main() -> None:
     ap.add_argument("--long-epochs", type=int, default=15, help="the long training's epochs")
     ap.add_argument("--trial-epochs", type=int, default=6, help="the search's trial length (studies/camvid.yaml)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--startup-trials", type=int, default=8, help="(b): TPE's random start-up trials")
+    ap.add_argument("--patience", type=int, help="(b): budget.patience (default: off)")
+    ap.add_argument("--trial-schedule-epochs", type=int, help="(b): budget.trial_schedule_epochs (default: off)")
+    ap.add_argument("--no-rank", dest="rank", action="store_false", help="(a) and (b) only")
     ap.add_argument("--shard", default="0/1", help="rank part: this process's share k/n of the configurations")
     args = ap.parse_args()
     args.workdir = args.workdir.resolve()
@@ -241,9 +255,10 @@ def main() -> None:
     fresh_workdir(args.workdir)
     if args.parallel:
         _wait([_child(args, "default", 0), _child(args, "run", 1)])
-        _wait([_child(args, "rank", k, ("--shard", f"{k}/2")) for k in range(2)])
+        if args.rank:
+            _wait([_child(args, "rank", k, ("--shard", f"{k}/2")) for k in range(2)])
     else:
-        for part in ("default", "run", "rank"):
+        for part in ("default", "run", "rank")[:3 if args.rank else 2]:
             _wait([_child(args, part, None)])
     print_table(args.workdir)
     return None

@@ -11,7 +11,9 @@ import time
 import optuna
 import pytest
 
+from automl.errors import ConfigError
 from automl.overnight import BudgetPlan, final_epochs
+from automl.trial_config import TrialConfig
 
 
 def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_root):
@@ -116,3 +118,24 @@ def test_patience_is_refused_for_a_pareto_search(tiny_study, runs_root):
     path = tiny_study(**{"budget.patience": 3, "objectives": ["val_miou", "params_m"]})
     with pytest.raises(ConfigError, match="budget.patience"):
         load_study_file(path, runs_root=runs_root)
+
+
+def test_trial_schedule_spans_a_longer_run_and_the_final_resets_it(tiny_study, runs_root):
+    """budget.trial_schedule_epochs: a 1-epoch trial on a 4-epoch cosine schedule ends with the LR
+    still high; the final retrain's config spans its own epochs again."""
+    from automl.final.source import final_config
+    from automl.study.config import load_study_file
+    from automl.study.runner import prepare, run_search
+
+    path = tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 1, "budget.trial_schedule_epochs": 4,
+                         "pruner.type": "none"})
+    prep = prepare(load_study_file(path, runs_root=runs_root))
+    (trial,) = run_search(prep).trials
+    cfg = TrialConfig.from_dict(trial.user_attrs["config"])
+    assert (cfg.epochs, cfg.schedule_epochs, cfg.optimizer.lr) == (1, 4, 5e-3)  # the tiny baseline: adamw, cosine
+    assert cfg.optimizer.lr * 0.5 < trial.user_attrs["lr_history"][-1] < cfg.optimizer.lr  # cos(pi/4) of 4
+    assert final_config(trial, 3).schedule_span == 3
+
+    with pytest.raises(ConfigError, match="trial_schedule_epochs"):
+        load_study_file(tiny_study(**{"budget.trial_epochs": 4, "budget.trial_schedule_epochs": 2}),
+                        runs_root=runs_root)

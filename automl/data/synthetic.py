@@ -9,6 +9,9 @@ everything downstream treats it exactly like user data.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -64,24 +67,53 @@ def make_sample(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, n
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
+def _complete(root: Path, spec: dict) -> bool:
+    marker = root / ".synthetic.json"
+    try:
+        return json.loads(marker.read_text()) == spec
+    except (OSError, ValueError):
+        return False
+
+
 def generate(root: Path, *, n_train: int, n_val: int, n_test: int = 0, height: int, width: int,
              seed: int = 0) -> Path:
-    """Write the dataset under ``root`` unless an identical, complete one is already there."""
+    """Write the dataset under ``root`` unless an identical, complete one is already there.
+
+    Written in a temporary sibling folder and moved into place in one rename: workers that start
+    together on a fresh machine each generate, the first rename wins, and no reader ever sees a
+    half-written image (they did: two workers writing the same PNGs in place)."""
     spec = dict(n_train=n_train, n_val=n_val, n_test=n_test, height=height, width=width, seed=seed,
                 classes=list(CLASSES), version=2)
-    marker = root / ".synthetic.json"
-    if marker.is_file() and json.loads(marker.read_text()) == spec:
+    if _complete(root, spec):
         return root
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        if n == 0:
-            continue
-        (root / split / "images").mkdir(parents=True, exist_ok=True)
-        (root / split / "masks").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            img, mask = make_sample(rng, height, width)
-            Image.fromarray(img).save(root / split / "images" / f"{i:05d}.png")
-            Image.fromarray(mask).save(root / split / "masks" / f"{i:05d}.png")
-    # Written last: an interrupted generation is redone on the next start.
-    marker.write_text(json.dumps(spec))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+            if n == 0:
+                continue
+            (tmp / split / "images").mkdir(parents=True)
+            (tmp / split / "masks").mkdir(parents=True)
+            for i in range(n):
+                img, mask = make_sample(rng, height, width)
+                Image.fromarray(img).save(tmp / split / "images" / f"{i:05d}.png")
+                Image.fromarray(mask).save(tmp / split / "masks" / f"{i:05d}.png")
+        (tmp / ".synthetic.json").write_text(json.dumps(spec))
+        if not _complete(root, spec):
+            shutil.rmtree(root, ignore_errors=True)  # an older spec, or an interrupted generation
+            try:
+                os.replace(tmp, root)
+            except OSError:  # another worker's rename came first
+                if not _complete(root, spec):
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    root.chmod(0o777 & ~_umask())  # mkdtemp made it owner-only
     return root
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

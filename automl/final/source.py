@@ -44,11 +44,12 @@ def pick_trial(study: optuna.Study, sf: StudyFile, number: int | None = None) ->
 
 
 def final_config(trial: FrozenTrial, epochs: int) -> TrialConfig:
-    """The trial's resolved config with the final epoch count (seed and everything else kept)."""
+    """The trial's resolved config with the final epoch count (seed and everything else kept); the
+    LR schedule spans the final epochs, whatever span the search trial used."""
     if "config" not in trial.user_attrs:
         raise AutoMLError(f"trial {trial.number} has no resolved config (user_attrs['config']); "
                           "it was not created by `automl search`")
-    return TrialConfig.from_dict(trial.user_attrs["config"]).with_changes(epochs=epochs)
+    return TrialConfig.from_dict(trial.user_attrs["config"]).with_changes(epochs=epochs, schedule_epochs=None)
 
 
 def search_summary(study: optuna.Study, sf: StudyFile, trial: FrozenTrial) -> dict:

@@ -85,7 +85,8 @@ class ResolvedSpace:
         arch, _, encoder = str(pair).partition("/")
         return arch in self.space.model.architectures and encoder in self.space.model.encoders
 
-    def sample(self, trial: optuna.Trial, *, data: DataSpec, epochs: int, seed: int) -> TrialConfig:
+    def sample(self, trial: optuna.Trial, *, data: DataSpec, epochs: int, seed: int,
+               schedule_epochs: int | None = None) -> TrialConfig:
         s = self.space
 
         def pick(param: Param, name: str) -> Any:
@@ -100,6 +101,7 @@ class ResolvedSpace:
         return TrialConfig(
             seed=seed,
             epochs=epochs,
+            schedule_epochs=schedule_epochs,
             batch_size=int(pick(s.batch_size, "batch_size")),
             data=data,
             model=ModelSpec(arch=arch, encoder=encoder, encoder_depth=int(pick(s.model.encoder_depth, "encoder_depth")),

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import optuna
@@ -18,6 +20,8 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from automl.errors import ConfigError
 from automl.study.config import StorageSection, StudyFile
+
+log = logging.getLogger(__name__)
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<pw>[^@/]*))?@", re.I)
 
@@ -52,12 +56,29 @@ def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    try:
-        return RDBStorage(
-            url, engine_kwargs=engine_kwargs,
-            heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=opts.max_retries),
-        )
-    except Exception as exc:  # noqa: BLE001 - connection errors carry the URL; never echo it
-        raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(exc).__name__}: "
-                          f"{mask_url(str(exc).splitlines()[0])})") from None
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            return RDBStorage(
+                url, engine_kwargs=engine_kwargs,
+                heartbeat_interval=opts.heartbeat_interval, grace_period=opts.grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=opts.max_retries),
+            )
+        except Exception as exc:  # noqa: BLE001 - connection errors carry the URL; never echo it
+            if attempt < SCHEMA_RACE_RETRIES and _schema_race(exc):
+                # Workers started together on an empty database all create Optuna's tables; the
+                # losers get "table already exists" (MariaDB 1050) or a duplicate pg_type row.
+                # The winner's schema is there a moment later: open it again.
+                log.info("storage %s: another worker is creating the schema; retrying", mask_url(url))
+                time.sleep(0.5 + attempt)
+                continue
+            raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(exc).__name__}: "
+                              f"{mask_url(str(exc).splitlines()[0])})") from None
+    raise AssertionError("unreachable")
+
+
+SCHEMA_RACE_RETRIES = 4
+
+
+def _schema_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "already exists" in text or "duplicate key" in text or "duplicate entry" in text

@@ -76,6 +76,7 @@ class EpochResult:
     per_class_iou: list[float]
     full_val: bool
     seconds: float
+    lr: float = float("nan")  # the learning rate at the end of the epoch
 
 
 @dataclass
@@ -148,7 +149,7 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
                           batch_size=cfg.batch_size, seed=cfg.seed, num_workers=num_workers,
                           pin_memory=runtime.device.type == "cuda")
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs * len(loader))
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.schedule_span * len(loader))
     scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
     normalize = Normalizer(cfg.data.mean, cfg.data.std, runtime.device, runtime.channels_last)
     val_all = list(range(len(data.val)))
@@ -193,7 +194,7 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         result.times.eval_s += time.perf_counter() - t_eval
         iou = per_class_iou(cm)
         res = EpochResult(epoch, train_loss, mean_iou(cm), [None if np.isnan(v) else float(v) for v in iou],
-                          full, time.perf_counter() - t_epoch)
+                          full, time.perf_counter() - t_epoch, optimizer.param_groups[0]["lr"])
         result.history.append(res)
         if on_epoch is not None:
             on_epoch(res)

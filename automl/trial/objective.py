@@ -70,6 +70,8 @@ class TrialSettings:
     max_params_m: float | None = None
     # Epochs whose val score the pruner reads (None: every epoch); the last is always evaluated.
     eval_epochs: frozenset[int] | None = None
+    # The LR schedule's span (None: `epochs`); see budget.trial_schedule_epochs.
+    schedule_epochs: int | None = None
 
     @property
     def prune(self) -> bool:
@@ -108,7 +110,8 @@ class Objective:
             trial.set_user_attr("stop_reason", SURPLUS)
             trial.study.stop()
             raise SurplusTrial(SURPLUS)
-        cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed))
+        cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed),
+                                schedule_epochs=s.schedule_epochs)
         if self.runtime.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.runtime.device)
         attrs: dict = {"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)}
@@ -213,6 +216,7 @@ class Objective:
             "epochs_run": history[-1].epoch if history else 0,
             "epoch_times_s": [round(h.seconds, 3) for h in history],
             "miou_history": [round(h.miou, 5) for h in history],
+            "lr_history": [float(f"{h.lr:.4g}") for h in history],  # LR at the end of each scored epoch
             "wall_s": round(time.monotonic() - t_start, 3),
             "peak_mem_mb": round(peak_memory_mb(self.runtime), 1),
             "compute_s": round(times.compute_s, 3), "train_s": round(times.train_s, 3),

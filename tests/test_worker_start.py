@@ -1,0 +1,61 @@
+"""Workers started at the same moment on a fresh machine: the synthetic data and Optuna's schema
+are created once, and no worker sees them half made."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy
+
+from automl.data.folder import load_dataset
+from automl.data.synthetic import CLASSES
+from automl.data.synthetic import generate
+from automl.study.config import StorageSection
+from automl.study.storage import open_storage
+
+
+def test_concurrent_synthetic_generation_never_shows_a_half_written_dataset(tmp_path):
+    root = tmp_path / "data"
+    spec = dict(n_train=48, n_val=4, height=40, width=56, seed=3)
+
+    def generate_then_read(_):
+        generate(root, **spec)
+        return len(load_dataset(root, CLASSES, 255).train)
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(generate_then_read, range(8))) == [48] * 8
+    assert not [p for p in tmp_path.iterdir() if p.name != "data"]  # no temporary folder left behind
+
+
+def _fresh_database(url: str, name: str) -> str:
+    """CREATE DATABASE name on the server of ``url``; the URL of the new, empty database."""
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_database(url: str, name: str) -> None:
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        force = " WITH (FORCE)" if url.startswith("postgresql") else ""  # idle pooled connections
+        conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}{force}"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("server", ["pg_url", "mysql_url"])
+def test_workers_opening_an_empty_database_together_all_get_the_storage(server, request):
+    url = request.getfixturevalue(server)
+    name = f"automl_race_{uuid.uuid4().hex[:8]}"
+    fresh = _fresh_database(url, name)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            storages = list(pool.map(lambda _: open_storage(fresh, StorageSection()), range(4)))
+        assert len(storages) == 4
+        for s in storages:
+            s.engine.dispose()
+    finally:
+        _drop_database(url, name)
