@@ -1,9 +1,10 @@
 """`automl run --budget T`: one budget for the night — search, retrain the winner, write the bundle.
 
-The split is a stated rule (study file ``run:``): the search gets ``search_fraction`` of the budget;
-whatever it leaves (it stops starting trials when its share is spent, and finishes the running one)
-goes to the final retrain, less ``final_reserve`` for export, TTA, INT8 and latency. The number of
-final epochs follows from that time and the selected trial's measured epoch time, not from the
+The split is a stated rule (study file ``run:``): the search gets at most ``search_fraction`` of
+the budget, and only starts a trial it can finish within its share (less, so that the final
+retrain of the current best keeps ``min_final_epochs``); whatever it leaves goes to the final
+retrain, less ``final_reserve`` for export, TTA, INT8 and latency. The number of final epochs
+follows from that time and the selected trial's measured training time per epoch, not from the
 trial length. Progress is kept in the final study's user_attrs (``run_state``: search → final →
 done), so a killed ``automl run`` resumes in the stage it was in.
 """
@@ -17,12 +18,15 @@ import time
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
+from automl.errors import AutoMLError
 from automl.study.budget import search_seconds
 from automl.study.config import StudyFile
 from automl.study.runner import Prepared, final_study, run_all
 from automl.study.selection import select_trial
+from automl.study.stages import stage_study_name
+from automl.study.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +43,80 @@ class BudgetPlan:
 
 
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
-    """One training epoch of this config as the search measured it (evaluation included)."""
-    per_epoch = statistics.median(trial.user_attrs["epoch_times_s"])
+    """One training epoch of this config as the search measured it, evaluation excluded (the final
+    retrain scores val only ``final.eval_points`` times; see :func:`eval_seconds`)."""
+    attrs = trial.user_attrs
+    if attrs.get("train_s") and attrs.get("epochs_run"):
+        per_epoch = attrs["train_s"] / attrs["epochs_run"]
+    else:  # a trial recorded without the split: its scored epochs, evaluation included
+        per_epoch = statistics.median(attrs["epoch_times_s"])
     if sf.final.train_on_trainval:
         per_epoch *= (n_train + n_val) / n_train
     return per_epoch
 
 
-def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1) -> int:
-    left = plan.total_s - spent_s - plan.reserve_s
+def eval_seconds(trial: FrozenTrial, sf: StudyFile) -> float:
+    """The final retrain's val passes, each priced at the trial's mean pass (its subset passes and
+    its full one: a slight overestimate, as the final's passes are mostly on the subset)."""
+    attrs = trial.user_attrs
+    passes = len(attrs.get("epoch_times_s", ()))
+    return sf.final.eval_points * attrs["eval_s"] / passes if passes and "eval_s" in attrs else 0.0
+
+
+def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1,
+                 eval_s: float = 0.0) -> int:
+    left = plan.total_s - spent_s - plan.reserve_s - eval_s
     return max(minimum, math.floor(left / per_epoch_s))
+
+
+def search_time(sf: StudyFile, storage: optuna.storages.BaseStorage) -> float:
+    """Search seconds over the whole search: every stage's study for a staged one."""
+    names = [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+    total = 0.0
+    for name in names:
+        try:
+            total += search_seconds(optuna.load_study(study_name=name, storage=storage))
+        except KeyError:  # a later stage not started yet
+            pass
+    return total
+
+
+class SearchGate:
+    """Within `automl run`, whether the search may start another trial.
+
+    It may not when the trial, at the median length of the completed ones, would still run at the
+    search's deadline: its share of the budget (``run.search_fraction``), or earlier if the final
+    retrain of the current best would otherwise get fewer than ``run.min_final_epochs`` epochs.
+    Without this, a trial started just before the share ran out ate into the final's time.
+    """
+
+    def __init__(self, prep: Prepared, plan: BudgetPlan):
+        self.prep, self.plan = prep, plan
+        self._storage: optuna.storages.BaseStorage | None = None
+
+    def deadline(self, study: optuna.Study) -> float:
+        sf, plan = self.prep.sf, self.plan
+        try:
+            best = select_trial(study, sf)
+        except AutoMLError:  # nothing completed yet
+            return plan.search_s
+        need = (sf.run.min_final_epochs * epoch_seconds(best, sf, len(self.prep.data.train), len(self.prep.data.val))
+                + eval_seconds(best, sf))
+        return min(plan.search_s, plan.total_s - plan.reserve_s - need)
+
+    def __call__(self, study: optuna.Study) -> str | None:
+        """Why the search stops here, or None to start the next trial."""
+        if self._storage is None:
+            self._storage = open_storage(self.prep.storage_url, self.prep.sf.storage)
+        elapsed = search_time(self.prep.sf, self._storage)
+        lengths = [t.user_attrs["wall_s"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if "wall_s" in t.user_attrs]
+        typical = statistics.median(lengths) if lengths else 0.0
+        deadline = self.deadline(study)
+        if elapsed + typical <= deadline:
+            return None
+        return (f"search stopped after {elapsed / 60:.1f} min: a trial takes ~{typical / 60:.1f} min and the search "
+                f"must end by {deadline / 60:.1f} min (run.search_fraction, run.min_final_epochs)")
 
 
 def _record(study: optuna.Study, **attrs) -> None:
@@ -76,15 +144,17 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
                  (sf.run_dir / "bundle").name)
         return None
     if state != "final":
-        study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks)
-        _record(study, budget_s=total_s, state="final")
-    spent = search_seconds(study)
+        study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
+                        stop_when=SearchGate(prep, plan))
+    spent = search_time(sf, open_storage(prep.storage_url, sf.storage))
+    if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
+        _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")
     best = select_trial(study, sf)
     per_epoch = epoch_seconds(best, sf, len(prep.data.train), len(prep.data.val))
-    epochs = final_epochs(plan, spent, per_epoch, sf.run.min_final_epochs)
+    epochs = final_epochs(plan, spent, per_epoch, sf.run.min_final_epochs, eval_seconds(best, sf))
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.1f s", spent, total_s,
              best.number, epochs, per_epoch)
-    _record(study, search_s=round(spent, 1), final_epochs=epochs, epoch_s=round(per_epoch, 2),
+    _record(study, final_epochs=epochs, epoch_s=round(per_epoch, 2),
             final_trial=best.number)
     t_final = time.monotonic()
     result = run_final(sf, storage=prep.storage_url, epochs=epochs, **(final_kwargs or {}))

@@ -27,6 +27,53 @@ def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_ro
     assert final_epochs(plan, 600, 2.0, minimum=3) == 3  # never fewer than the minimum
 
 
+def _timed_trial(start_s: float, wall_s: float, value: float, epoch_s: float):
+    import datetime as dt
+
+    from optuna.trial import create_trial
+
+    t0 = dt.datetime(2026, 1, 1)
+    trial = create_trial(value=value, user_attrs={"wall_s": wall_s, "train_s": 2 * epoch_s, "epochs_run": 2,
+                                                  "epoch_times_s": [epoch_s + 1, epoch_s + 3], "eval_s": 4.0})
+    trial.datetime_start = t0 + dt.timedelta(seconds=start_s)
+    trial.datetime_complete = trial.datetime_start + dt.timedelta(seconds=wall_s)
+    return trial
+
+
+def test_search_starts_only_trials_that_fit_its_share(tiny_study, runs_root):
+    """The gate of `automl run`: no trial that would still run past the search's share, and the
+    share shrinks when the final retrain of the best would get fewer than min_final_epochs."""
+    from automl.overnight import SearchGate, epoch_seconds, eval_seconds
+    from automl.study.config import load_study_file
+    from automl.study.runner import prepare, setup_study
+
+    path = tiny_study(**{"run.search_fraction": 0.5, "run.final_reserve": 10, "run.min_final_epochs": 20})
+    prep = prepare(load_study_file(path, runs_root=runs_root))
+    study = setup_study(prep)
+    gate = SearchGate(prep, BudgetPlan.split(1000, prep.sf))  # search share 500 s
+    assert gate(study) is None  # nothing ran yet
+    study.add_trial(_timed_trial(0, 100, 0.5, epoch_s=2.0))
+    best = study.best_trial
+    assert epoch_seconds(best, prep.sf, 10, 5) == 2.0  # training only: the scored epochs took 3 and 5 s
+    assert eval_seconds(best, prep.sf) == prep.sf.final.eval_points * 2.0  # 4 s over two val passes
+    assert gate.deadline(study) == 500  # 20 final epochs need 48 s: the share binds
+    assert gate(study) is None  # 100 s spent + a 100 s trial fits in 500
+    study.add_trial(_timed_trial(100, 300, 0.4, epoch_s=2.0))
+    assert "search stopped" in gate(study)  # 400 s + a 200 s trial (the median) would end at 600
+    # a best whose epochs take 40 s: 20 of them and the val passes need 808 s of the 990 left
+    study.add_trial(_timed_trial(400, 10, 0.9, epoch_s=40.0))
+    assert gate.deadline(study) == 1000 - 10 - 20 * 40 - 8
+    assert "search stopped" in gate(study)
+
+
+def test_final_retrain_scores_val_at_a_few_epochs():
+    from automl.final.retrain import eval_epochs
+
+    assert eval_epochs(40, 4) == {10, 20, 30, 40}
+    assert eval_epochs(3, 4) == {1, 2, 3}  # never past the run, always the last epoch
+    assert eval_epochs(7, 1) == {7}
+
+
 def _run_state(url: str):
     try:
         return optuna.load_study(study_name="tiny", storage=url).user_attrs.get("run_state")

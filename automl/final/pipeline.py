@@ -108,7 +108,8 @@ def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset
     t0 = time.monotonic()
     runtime = Runtime.resolve(sf.device)
     fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.train_on_trainval,
-                      eval_subset=sf.eval.subset, eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers)
+                      eval_subset=sf.eval.subset, eval_points=fs.eval_points, eval_batch_size=sf.eval.batch_size,
+                      num_workers=sf.num_workers)
     trained = Retrained(fit_res.model.cpu().eval(), history_rows(fit_res.history), time.monotonic() - t0,
                         str(runtime.device))
     save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number)

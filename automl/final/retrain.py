@@ -22,9 +22,16 @@ def trainval_split(data: Dataset) -> Split:
                  tr.images + va.images, tr.masks + va.masks)
 
 
+def eval_epochs(epochs: int, points: int) -> set[int]:
+    """``points`` evenly spaced epochs ending with the last one."""
+    return {max(1, round(epochs * k / points)) for k in range(1, points + 1)}
+
+
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
-            eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int = 0) -> FitResult:
-    """Train ``cfg`` from scratch; one log line per epoch (val on a subset except the last epoch)."""
+            eval_subset: float = 1.0, eval_points: int = 4, eval_batch_size: int = 8,
+            num_workers: int = 0) -> FitResult:
+    """Train ``cfg`` from scratch; val scored at ``eval_points`` epochs (on a subset except the last
+    epoch), one log line each."""
     split = trainval_split(data) if train_on_trainval else data.train
     log.info("final retrain: %s, %d epochs on %d %s images (seed %d)", cfg.summary(), cfg.epochs, len(split),
              split.name, cfg.seed)
@@ -35,7 +42,8 @@ def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_train
                  scope, res.miou, res.seconds)
 
     return fit(cfg, data, runtime, on_epoch=on_epoch, train_split=split, eval_subset=eval_subset,
-               eval_batch_size=eval_batch_size, num_workers=num_workers)
+               eval_batch_size=eval_batch_size, num_workers=num_workers,
+               eval_epochs=eval_epochs(cfg.epochs, eval_points))
 
 
 FINAL_MODEL_DIR = "final_model"

@@ -144,6 +144,9 @@ class Int8Section(_Section):
 
 class FinalSection(_Section):
     epochs: int = Field(40, ge=1)
+    # The retrain scores val at this many evenly spaced epochs (the last on all of val): enough for
+    # the report's curve, without a val pass after every epoch.
+    eval_points: int = Field(4, ge=1)
     train_on_trainval: bool = False
     tta: TTASection = Field(default_factory=TTASection)
     int8: Int8Section = Field(default_factory=Int8Section)
@@ -192,6 +195,8 @@ class RunSection(_Section):
     search_fraction: float = Field(0.5, gt=0, lt=1, description="share of the budget for the search")
     # Kept for ONNX export, TTA and INT8 decisions and latency measurement after the retrain.
     final_reserve: Duration = 120.0
+    # The search ends early (it starts no trial it cannot finish in time) so that the final retrain
+    # of the current best gets at least this many epochs.
     min_final_epochs: int = Field(1, ge=1)
 
 

@@ -202,14 +202,16 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
 
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
                callbacks: list | None = None, completed_hooks: list[CompletedHook] | None = None,
-               target: int | None = None, timeout_s: float | None = None, poll_s: float = 2.0) -> optuna.Study:
+               target: int | None = None, timeout_s: float | None = None, poll_s: float = 2.0,
+               stop_when: Callable[[optuna.Study], str | None] | None = None) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` finished trials or its search time is
     spent, across restarts and workers.
 
     Trials are started one ``optimize`` call at a time (Optuna's heartbeat only runs under
     ``optimize``) behind a budget gate: while running trials could already complete the total,
     this worker starts nothing and waits, so that a study never ends with more than its total;
-    if one of those trials dies, its retry is picked up here.
+    if one of those trials dies, its retry is picked up here. ``stop_when`` may end the search
+    before a trial starts by returning the reason (`automl run`'s budget gate).
     """
     sf = prep.sf
     study = study or setup_study(prep)
@@ -236,6 +238,10 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
         if sf.budget.patience is not None and trials_since_best(study) >= sf.budget.patience:
             log.info("search stopped: %d trials in a row without a new best (budget.patience)",
                      trials_since_best(study))
+            break
+        reason = stop_when(study) if stop_when is not None else None
+        if reason:
+            log.info(reason)
             break
         if state.fully_booked:
             time.sleep(poll_s)  # other workers' trials may finish the study, or die and be retried
