@@ -5,26 +5,56 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+def umask() -> int:
+    """The process umask (reading it means setting it: put it straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _shareable(root: Path) -> None:
+    """mkdtemp creates owner-only (0700) folders; give them what a plain mkdir would."""
+    mode = 0o777 & ~umask()
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        d.chmod(mode)
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = out_dir.with_name(out_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
 @contextmanager
-def atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``out_dir`` by renames."""
+def atomic_dir(out_dir: Path, *, keep_if: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``out_dir`` by renames.
+
+    ``keep_if(out_dir)`` true at the end keeps the folder that is there and drops the new one:
+    for writers racing to make the same content (workers generating the same data), the first
+    rename wins and the others see its complete folder.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         yield tmp
-        if out_dir.exists():
-            old = out_dir.with_name(out_dir.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        _shareable(tmp)
+        if keep_if is not None and keep_if(out_dir):
+            return
+        try:
+            _swap_in(tmp, out_dir)
+        except OSError:  # another writer's rename came first
+            if keep_if is None or not keep_if(out_dir):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -29,6 +29,33 @@ def test_concurrent_synthetic_generation_never_shows_a_half_written_dataset(tmp_
     assert not [p for p in tmp_path.iterdir() if p.name != "data"]  # no temporary folder left behind
 
 
+def test_a_dataset_is_invisible_until_complete_and_a_faster_twin_wins(tmp_path, monkeypatch):
+    """Deterministic version of the race above: while one worker generates, another generates
+    the same dataset and moves it into place first. Nothing is at the root until a complete
+    dataset is; the slower worker keeps the one that is there instead of failing on its rename."""
+    from automl.data import synthetic
+
+    root = tmp_path / "data"
+    spec = dict(n_train=12, n_val=3, height=32, width=32, seed=1)
+    real, visible, twin = synthetic.make_sample, [], []
+
+    def slow_worker_sample(rng, height, width):
+        visible.append(root.exists())
+        if len(visible) == 5:  # mid-generation: the other worker runs from start to end
+            monkeypatch.setattr(synthetic, "make_sample", real)
+            generate(root, **spec)
+            twin.append(root.stat().st_ino)
+            monkeypatch.setattr(synthetic, "make_sample", slow_worker_sample)
+        return real(rng, height, width)
+
+    monkeypatch.setattr(synthetic, "make_sample", slow_worker_sample)
+    generate(root, **spec)
+    assert visible == [False] * 5 + [True] * 10  # the twin's complete dataset, never a partial one
+    assert root.stat().st_ino == twin[0]  # kept, not swapped (readers would see no folder meanwhile)
+    assert len(load_dataset(root, CLASSES, 255).train) == 12
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
 def _fresh_database(url: str, name: str) -> str:
     """CREATE DATABASE name on the server of ``url``; the URL of the new, empty database."""
     engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")

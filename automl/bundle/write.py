@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -51,14 +50,6 @@ def save_transforms(cfg: TrialConfig, out_dir: Path) -> list[str]:
     return []
 
 
-def _shareable(root: Path) -> None:
-    """mkdtemp creates owner-only (0700) folders; a bundle is meant for others: apply the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
-        d.chmod(0o777 & ~umask)
-
-
 def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest: Manifest,
                  report: dict, render_md: Callable[[dict], str], onnx_fp32: Path | None = None,
                  onnx_int8: Path | None = None,
@@ -77,5 +68,4 @@ def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest:
             report = {**report, "notes": [*report.get("notes", []), *notes]}
         (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False))
         (tmp / REPORT_MD).write_text(render_md(report))
-        _shareable(tmp)
     return out_dir

@@ -9,13 +9,12 @@ everything downstream treats it exactly like user data.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from automl.atomic import atomic_dir
 
 CLASSES = ("background", "disc", "box", "triangle", "ring")
 # Relative frequency of each object class (ring is the rare one).
@@ -86,9 +85,7 @@ def generate(root: Path, *, n_train: int, n_val: int, n_test: int = 0, height: i
                 classes=list(CLASSES), version=2)
     if _complete(root, spec):
         return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with atomic_dir(root, keep_if=lambda existing: _complete(existing, spec)) as tmp:
         rng = np.random.default_rng(seed)
         for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
             if n == 0:
@@ -100,20 +97,4 @@ def generate(root: Path, *, n_train: int, n_val: int, n_test: int = 0, height: i
                 Image.fromarray(img).save(tmp / split / "images" / f"{i:05d}.png")
                 Image.fromarray(mask).save(tmp / split / "masks" / f"{i:05d}.png")
         (tmp / ".synthetic.json").write_text(json.dumps(spec))
-        if not _complete(root, spec):
-            shutil.rmtree(root, ignore_errors=True)  # an older spec, or an interrupted generation
-            try:
-                os.replace(tmp, root)
-            except OSError:  # another worker's rename came first
-                if not _complete(root, spec):
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    root.chmod(0o777 & ~_umask())  # mkdtemp made it owner-only
     return root
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -56,7 +56,8 @@ def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+    attempt = 0
+    while True:
         try:
             return RDBStorage(
                 url, engine_kwargs=engine_kwargs,
@@ -70,10 +71,10 @@ def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
                 # The winner's schema is there a moment later: open it again.
                 log.info("storage %s: another worker is creating the schema; retrying", mask_url(url))
                 time.sleep(0.5 + attempt)
+                attempt += 1
                 continue
             raise ConfigError(f"storage {mask_url(url)}: cannot open ({type(exc).__name__}: "
                               f"{mask_url(str(exc).splitlines()[0])})") from None
-    raise AssertionError("unreachable")
 
 
 SCHEMA_RACE_RETRIES = 4
