@@ -169,6 +169,17 @@ def test_password_never_reaches_the_logs(pg_url, tiny_study, runs_root):
     assert "postgres:***@" in out.stdout
 
 
+def test_storage_urls_in_logs_show_no_home_folder(tmp_path, monkeypatch):
+    from automl.study.storage import mask_url
+
+    monkeypatch.chdir(tmp_path)
+    assert mask_url(f"sqlite:///{tmp_path}/runs/demo/study.db") == "sqlite:///runs/demo/study.db"
+    assert mask_url("sqlite:////home/alice/data/night/runs/x/study.db") == "sqlite:///…/runs/x/study.db"
+    assert mask_url("journal:///home/alice/shared/study.log") == "journal://…/alice/shared/study.log"
+    assert mask_url("sqlite:///runs/demo/study.db") == "sqlite:///runs/demo/study.db"  # relative: as given
+    assert mask_url("mysql+pymysql://root:pw@127.0.0.1/test") == "mysql+pymysql://root:***@127.0.0.1/test"
+
+
 def test_two_workers_on_mariadb(mysql_url, tiny_study, runs_root, tmp_path):
     name = f"my_{uuid.uuid4().hex[:8]}"
     path = tiny_study(name=name, **{"budget.n_trials": 3, "budget.trial_epochs": 1, "storage.url": mysql_url})

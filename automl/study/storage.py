@@ -26,8 +26,25 @@ log = logging.getLogger(__name__)
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<pw>[^@/]*))?@", re.I)
 
 
+_FILE_URL = re.compile(r"^(?P<scheme>sqlite:///|journal://)(?P<path>/.+)$")
+
+
+def _shown_path(path: str) -> str:
+    """An absolute path as logs show it: relative to the working directory when under it, else
+    only its last three parts (no home folder or user name)."""
+    p = Path(path)
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(Path("…", *p.parts[-3:]))
+
+
 def mask_url(url: str) -> str:
-    """Hide the password of a storage URL (``user:***@host``); anything else is left readable."""
+    """A storage URL fit for logs: the password hidden (``user:***@host``), an absolute file path
+    shortened; the rest left readable."""
+    m = _FILE_URL.match(url)
+    if m:
+        return m["scheme"] + _shown_path(m["path"])
     return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}{':***' if m['pw'] is not None else ''}@", url)
 
 
