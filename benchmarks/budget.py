@@ -134,14 +134,17 @@ def _key(default: dict) -> str:
 
 
 def rank_configs(prep, n: int, seed: int, epochs: int) -> list[TrialConfig]:
-    """The baseline and n-1 configurations drawn at random from the space (conditional branches
-    included), each with the trial's own seed."""
+    """The baseline, the space's portfolio, then configurations drawn at random from the space
+    (conditional branches included) up to n, each with the trial's own seed."""
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     configs = [baseline_config(prep, epochs)]
+    for i, recipe in enumerate(prep.space.checked_portfolio()):
+        trial = optuna.trial.FixedTrial(recipe)
+        configs.append(prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=i + 1))
     while len(configs) < n:
         trial = study.ask()
         configs.append(prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=trial.number + 1))
-    return configs
+    return configs[:n]
 
 
 def part_rank(args: argparse.Namespace) -> dict:
@@ -156,10 +159,10 @@ def part_rank(args: argparse.Namespace) -> dict:
         if i % n != k:
             continue
         t0 = time.monotonic()
-        short = fit(cfg, prep.data, prep.runtime, eval_subset=EVAL_SUBSET, eval_epochs={short_ep})
+        short = fit(cfg, prep.data, prep.runtime, eval_subset=EVAL_SUBSET, eval_epochs={short_ep}) if args.short else None
         long_cfg = cfg.model_copy(update={"epochs": args.long_epochs})
         full = fit(long_cfg, prep.data, prep.runtime, eval_epochs={short_ep})
-        rows.append({"i": i, "config": cfg.summary(), "short": short.history[-1].miou, "short_epochs": short_ep,
+        rows.append({"i": i, "config": cfg.summary(), "short": short and short.history[-1].miou, "short_epochs": short_ep,
                      "at_trial_epochs_of_long": next(h.miou for h in full.history if h.epoch == short_ep),
                      "long": full.history[-1].miou, "long_epochs": args.long_epochs, "wall_s": round(time.monotonic() - t0, 1)})
         (args.workdir / f"rank_{k}.json").write_text(json.dumps({"rows": rows}, indent=1))  # keep what is done
@@ -173,7 +176,7 @@ def _child(args: argparse.Namespace, part: str, cpu: int | None, extra: tuple[st
            "--startup-trials", str(args.startup_trials), "--min-final-epochs", str(args.min_final_epochs),
            *(["--patience", str(args.patience)] if args.patience else []),
            *(["--trial-schedule-epochs", str(args.trial_schedule_epochs)] if args.trial_schedule_epochs else []),
-           *extra]
+           *([] if args.short else ["--no-short"]), *extra]
     if cpu is None:
         return subprocess.Popen(cmd)
     return subprocess.Popen([*cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -212,13 +215,16 @@ def print_table(workdir: Path) -> None:
         for col in ("#", "config", f"short ({ep} ep)", "long", f"long at ep {ep}", "wall min"):
             r.add_column(col)
         for row in rows:
-            r.add_row(str(row["i"]), row["config"], f"{row['short']:.4f}", f"{row['long']:.4f}",
+            short = "-" if row["short"] is None else f"{row['short']:.4f}"
+            r.add_row(str(row["i"]), row["config"], short, f"{row['long']:.4f}",
                       f"{row['at_trial_epochs_of_long']:.4f}", f"{row['wall_s'] / 60:.1f}")
         Console(width=200).print(r)
         if len(rows) >= 3:
             long = [x["long"] for x in rows]
             for label, key in ((f"short trial ({ep} ep, own schedule)", "short"),
                                (f"epoch {ep} of the long schedule", "at_trial_epochs_of_long")):
+                if any(x[key] is None for x in rows):
+                    continue
                 rho, p = spearmanr([x[key] for x in rows], long)
                 Console().print(f"Spearman rank correlation, {label} vs long ({rows[0].get('long_epochs', '?')} ep): "
                                 f"{rho:.3f} (p = {p:.3f}, n = {len(rows)})")
@@ -242,6 +248,9 @@ def main() -> None:
     ap.add_argument("--trial-schedule-epochs", type=int, default=15,
                     help="(b): budget.trial_schedule_epochs, as in studies/camvid.yaml (0: off)")
     ap.add_argument("--no-rank", dest="rank", action="store_false", help="(a) and (b) only")
+    ap.add_argument("--no-short", dest="short", action="store_false",
+                    help="rank part: long training only (epoch trial_epochs of it is what a trial with "
+                         "budget.trial_schedule_epochs = long epochs scores)")
     ap.add_argument("--shard", default="0/1", help="rank part: this process's share k/n of the configurations")
     args = ap.parse_args()
     args.workdir = args.workdir.resolve()

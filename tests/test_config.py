@@ -107,3 +107,18 @@ def test_baseline_outside_the_space(tmp_path, tiny_study, runs_root):
     with pytest.raises(ConfigError) as exc:
         prepare(sf)
     assert "baseline.adamw.lr" in str(exc.value) and "baseline.bogus" in str(exc.value)
+
+
+def test_portfolio_recipes_are_checked_and_enqueued_after_the_baseline(tiny_study, runs_root):
+    from automl.study.runner import setup_study
+
+    space = copy.deepcopy(TINY_SPACE)
+    space["portfolio"] = [{"optimizer": "sgd", "sgd.lr": 5e-7, "schedule": "constant"}, {"batch_size": 8}]
+    prep = prepare(load_study_file(tiny_study(space=space), runs_root=runs_root))
+    waiting = setup_study(prep).trials
+    assert [t.user_attrs for t in waiting] == [{"baseline": True}, {"portfolio": 0}, {"portfolio": 1}]
+    assert waiting[1].system_attrs["fixed_params"] == {"optimizer": "sgd", "sgd.lr": 5e-7, "schedule": "constant"}
+
+    space["portfolio"] = [{"batch_size": 8}, {"sgd.lr": 1.0}]
+    with pytest.raises(ConfigError, match=r"portfolio\[1\]\.sgd\.lr"):
+        prepare(load_study_file(tiny_study(space=space), runs_root=runs_root))

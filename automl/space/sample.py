@@ -64,21 +64,28 @@ class ResolvedSpace:
 
     def checked_baseline(self) -> dict[str, Any]:
         """The space's baseline params, each checked against the parameter it sets."""
+        return self._checked(self.space.baseline, "baseline")
+
+    def checked_portfolio(self) -> list[dict[str, Any]]:
+        """The portfolio's recipes, checked like the baseline."""
+        return [self._checked(recipe, f"portfolio[{i}]") for i, recipe in enumerate(self.space.portfolio)]
+
+    def _checked(self, values: dict[str, Any], where: str) -> dict[str, Any]:
         table = self._table()
         problems, params = [], {}
-        for key, value in self.space.baseline.items():
+        for key, value in values.items():
             if key == "model" and value not in self.pairs and self._in_space(value):
                 # filtered out at this input size or by the constraints: the sampler picks a model
-                log.warning("baseline model %s is not usable here; the first trial samples its model", value)
+                log.warning("%s model %s is not usable here; that trial samples its model", where, value)
                 continue
             if key not in table:
-                problems.append(f"  baseline.{key}: not a parameter; parameters: {', '.join(table)}")
+                problems.append(f"  {where}.{key}: not a parameter; parameters: {', '.join(table)}")
             elif not table[key].contains(value):
-                problems.append(f"  baseline.{key}: {value!r} is outside {table[key].values()}")
+                problems.append(f"  {where}.{key}: {value!r} is outside {table[key].values()}")
             elif not isinstance(table[key], Const):
                 params[key] = value  # a value equal to a constant needs no enqueueing
         if problems:
-            raise ConfigError("search space baseline is invalid:\n" + "\n".join(problems))
+            raise ConfigError(f"search space {where.split('[')[0]} is invalid:\n" + "\n".join(problems))
         return params
 
     def _in_space(self, pair: Any) -> bool:

@@ -121,6 +121,10 @@ class SearchSpace(_Section):
     loss: LossSpace = Field(default_factory=LossSpace)
     # Parameter values for the first, enqueued trial: a sane default recipe.
     baseline: dict[str, Any] = Field(default_factory=dict)
+    # More recipes, enqueued after the baseline in this order (a flat search only): with a budget
+    # of a handful of trials, known-good starting points beat the sampler's random start-up draws.
+    # Each sets some or all parameters; the sampler fills in the rest.
+    portfolio: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("optimizer")
     @classmethod

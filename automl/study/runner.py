@@ -69,6 +69,7 @@ def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
     pairs = feasible_pairs(pairs, min(depths), sf, runtime, input_size)
     space = ResolvedSpace(space_doc, pairs)
     space.checked_baseline()
+    space.checked_portfolio()
     check_patterns(sf, list(space.parameters()))
     data_spec = DataSpec(classes=tuple(sf.data.classes), ignore_index=sf.data.ignore_index,
                          pad_divisor=sf.data.pad_divisor)
@@ -197,6 +198,9 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
             study.set_user_attr("fixed_params", fixed)
         if enqueue_baseline or stage_index:
             study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
+        if enqueue_baseline and stage_index is None:
+            for i, recipe in enumerate(prep.space.checked_portfolio()):
+                study.enqueue_trial(recipe, user_attrs={"portfolio": i})
     return study
 
 
