@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def umask() -> int:
+def _umask() -> int:
     """The process umask (reading it means setting it: put it straight back)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -19,7 +19,7 @@ def umask() -> int:
 
 def _shareable(root: Path) -> None:
     """mkdtemp creates owner-only (0700) folders; give them what a plain mkdir would."""
-    mode = 0o777 & ~umask()
+    mode = 0o777 & ~_umask()
     for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
         d.chmod(mode)
 

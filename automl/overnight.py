@@ -90,9 +90,8 @@ class SearchGate:
     Without this, a trial started just before the share ran out ate into the final's time.
     """
 
-    def __init__(self, prep: Prepared, plan: BudgetPlan):
-        self.prep, self.plan = prep, plan
-        self._storage: optuna.storages.BaseStorage | None = None
+    def __init__(self, prep: Prepared, plan: BudgetPlan, storage: optuna.storages.BaseStorage):
+        self.prep, self.plan, self.storage = prep, plan, storage
 
     def deadline(self, study: optuna.Study) -> float:
         sf, plan = self.prep.sf, self.plan
@@ -106,9 +105,7 @@ class SearchGate:
 
     def __call__(self, study: optuna.Study) -> str | None:
         """Why the search stops here, or None to start the next trial."""
-        if self._storage is None:
-            self._storage = open_storage(self.prep.storage_url, self.prep.sf.storage)
-        elapsed = search_time(self.prep.sf, self._storage)
+        elapsed = search_time(self.prep.sf, self.storage)
         lengths = [t.user_attrs["wall_s"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                    if "wall_s" in t.user_attrs]
         typical = statistics.median(lengths) if lengths else 0.0
@@ -143,12 +140,13 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         log.info("this run is complete; the bundle is in %s (delete run_state to redo the final)",
                  (sf.run_dir / "bundle").name)
         return None
+    storage = open_storage(prep.storage_url, sf.storage)
     if state != "final":
         study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
-                        stop_when=SearchGate(prep, plan))
-    spent = search_time(sf, open_storage(prep.storage_url, sf.storage))
-    if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
-        _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")
+                        stop_when=SearchGate(prep, plan, storage))
+        # the state goes last: a run killed here resumes in the final with all it needs
+        _record(study, budget_s=total_s, search_s=round(search_time(sf, storage), 1), state="final")
+    spent = search_time(sf, storage)
     best = select_trial(study, sf)
     per_epoch = epoch_seconds(best, sf, len(prep.data.train), len(prep.data.val))
     epochs = final_epochs(plan, spent, per_epoch, sf.run.min_final_epochs, eval_seconds(best, sf))

@@ -46,11 +46,13 @@ def test_search_starts_only_trials_that_fit_its_share(tiny_study, runs_root):
     from automl.overnight import SearchGate, epoch_seconds, eval_seconds
     from automl.study.config import load_study_file
     from automl.study.runner import prepare, setup_study
+    from automl.study.storage import open_storage
 
     path = tiny_study(**{"run.search_fraction": 0.5, "run.final_reserve": 10, "run.min_final_epochs": 20})
     prep = prepare(load_study_file(path, runs_root=runs_root))
     study = setup_study(prep)
-    gate = SearchGate(prep, BudgetPlan.split(1000, prep.sf))  # search share 500 s
+    gate = SearchGate(prep, BudgetPlan.split(1000, prep.sf), open_storage(prep.storage_url, prep.sf.storage))
+    # search share: 500 s
     assert gate(study) is None  # nothing ran yet
     study.add_trial(_timed_trial(0, 100, 0.5, epoch_s=2.0))
     best = study.best_trial
