@@ -4,8 +4,8 @@ The split is a stated rule (study file ``run:``): the search gets at most ``sear
 the budget, and only starts a trial it can finish within its share (less, so that the final
 retrain of the current best keeps ``min_final_epochs``); whatever it leaves goes to the final
 retrain, less ``final_reserve`` for export, TTA, INT8 and latency. The number of final epochs
-follows from that time and the selected trial's measured training time per epoch, not from the
-trial length. Progress is kept in the final study's user_attrs (``run_state``: search → final →
+follows from that time and the selected trial's measured training time per epoch (plus
+``epoch_margin``), not from the trial length. Progress is kept in the final study's user_attrs (``run_state``: search → final →
 done), so a killed ``automl run`` resumes in the stage it was in.
 """
 
@@ -16,6 +16,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -36,10 +37,12 @@ class BudgetPlan:
     total_s: float
     search_s: float
     reserve_s: float
+    epoch_margin: float = 0.0  # a final epoch is priced at (1 + epoch_margin) × its measured time
 
     @classmethod
     def split(cls, total_s: float, sf: StudyFile) -> BudgetPlan:
-        return cls(total_s, total_s * sf.run.search_fraction, min(sf.run.final_reserve, 0.25 * total_s))
+        return cls(total_s, total_s * sf.run.search_fraction, min(sf.run.final_reserve, 0.25 * total_s),
+                   sf.run.epoch_margin)
 
 
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
@@ -66,7 +69,7 @@ def eval_seconds(trial: FrozenTrial, sf: StudyFile) -> float:
 def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1,
                  eval_s: float = 0.0) -> int:
     left = plan.total_s - spent_s - plan.reserve_s - eval_s
-    return max(minimum, math.floor(left / per_epoch_s))
+    return max(minimum, math.floor(left / (per_epoch_s * (1 + plan.epoch_margin))))
 
 
 def search_time(sf: StudyFile, storage: optuna.storages.BaseStorage) -> float:
@@ -99,8 +102,8 @@ class SearchGate:
             best = select_trial(study, sf)
         except AutoMLError:  # nothing completed yet
             return plan.search_s
-        need = (sf.run.min_final_epochs * epoch_seconds(best, sf, len(self.prep.data.train), len(self.prep.data.val))
-                + eval_seconds(best, sf))
+        per_epoch = epoch_seconds(best, sf, len(self.prep.data.train), len(self.prep.data.val))
+        need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + eval_seconds(best, sf)
         return min(plan.search_s, plan.total_s - plan.reserve_s - need)
 
     def __call__(self, study: optuna.Study) -> str | None:
@@ -122,9 +125,11 @@ def _record(study: optuna.Study, **attrs) -> None:
 
 
 def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None, callbacks=None,
-                  final_kwargs: dict | None = None):
+                  final_kwargs: dict | None = None, search: Callable[[], optuna.Study] | None = None):
     """Search within its share, then retrain the selected trial with what is left; returns the
-    final stage's result."""
+    final stage's result. ``search`` replaces the in-process search (``automl run --workers``:
+    worker processes, each with the same :class:`SearchGate`, started with ``--run-budget``); it
+    returns when they have all stopped."""
     from automl.final import run_final
 
     sf = prep.sf
@@ -142,8 +147,11 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         return None
     storage = open_storage(prep.storage_url, sf.storage)
     if state != "final":
-        study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
-                        stop_when=SearchGate(prep, plan, storage))
+        if search is not None:
+            study = search()
+        else:
+            study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
+                            stop_when=SearchGate(prep, plan, storage))
         # the state goes last: a run killed here resumes in the final with all it needs
         _record(study, budget_s=total_s, search_s=round(search_time(sf, storage), 1), state="final")
     spent = search_time(sf, storage)

@@ -13,7 +13,8 @@ Sections, each on synthetic data the package generates at CamVid's full size (48
    0–14 loader workers;
 4. several trials per GPU: `automl search --trials-per-gpu K` over a one-model space, so
    trials cost the same, K = 1, 2, 4 → trials per hour;
-5. `automl run --budget` end to end on the full GPU space: search, retrain, TTA, ONNX, INT8, bundle.
+5. `automl run --budget --trials-per-gpu 4` end to end on the full GPU space: packed search, retrain,
+   TTA, ONNX, INT8, bundle.
 
 Every section writes <out>/gpu_check.json as it ends, so a killed run keeps what it measured.
 """
@@ -214,8 +215,9 @@ def section_run(args) -> list[dict]:
                         else {"latency_runs": 5})
     budget = "90s" if args.quick else f"{args.run_minutes:g}m"
     t0 = time.perf_counter()
+    pack = ["--trials-per-gpu", str(args.run_trials_per_gpu)] if torch.cuda.is_available() else ["--workers", "2"]
     proc = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--runs-root", str(work / "runs"),
-                           "--budget", budget], capture_output=True, text=True)
+                           "--budget", budget, *pack], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     (args.out / "run.log").write_text(proc.stdout[-20000:] + proc.stderr[-20000:])
     if proc.returncode:
@@ -224,7 +226,7 @@ def section_run(args) -> list[dict]:
     report = json.loads((bundle / "report.json").read_text())
     st = optuna.load_study(study_name="gpurun", storage=f"sqlite:///{work / 'runs' / 'gpurun' / 'study.db'}")
     states = [t.state.name for t in st.trials]
-    rows = [{"what": "budget / wall", "value": f"{budget} / {wall:.0f} s"},
+    rows = [{"what": "budget / wall", "value": f"{budget} / {wall:.0f} s ({' '.join(pack)})"},
             {"what": "trials", "value": ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))},
             {"what": "models tried", "value": ", ".join(sorted({t.params.get('model', '?') for t in st.trials}))},
             {"what": "retrained", "value": f"{report['retrain']['config']} ({report['retrain']['epochs']} ep, "
@@ -275,6 +277,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a dry run of every section on a CPU")
     ap.add_argument("--loader-workers", type=int, default=8, help="DataLoader workers of one trial")
     ap.add_argument("--run-minutes", type=float, default=2.5, help="section 5's budget")
+    ap.add_argument("--run-trials-per-gpu", type=int, default=4, help="section 5's trials per GPU")
     ap.add_argument("--sections", default="env,model,engine,loader,packing,run")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -290,9 +293,12 @@ def main() -> None:
         try:
             if name in ("model", "engine", "loader") and prep is None:
                 prep = prepare(load_study_file(write_study(args.out / "base", args, name="base", one_model=True)))
-            rows = {"env": lambda: env_rows(args), "model": lambda: section_model_only(prep, args),
-                    "engine": lambda: section_engine(prep, args), "loader": lambda: section_loader(prep, args),
-                    "packing": lambda: section_packing(args), "run": lambda: section_run(args)}[name]()
+            if name == "env":
+                rows = env_rows(args)
+            elif name in ("packing", "run"):
+                rows = {"packing": section_packing, "run": section_run}[name](args)
+            else:
+                rows = {"model": section_model_only, "engine": section_engine, "loader": section_loader}[name](prep, args)
             results[name] = {"rows": rows, "seconds": round(time.perf_counter() - t0, 1)}
             print_rows(console, f"{titles[name]} ({time.perf_counter() - t0:.0f} s)", rows)
         except Exception as exc:  # one broken path must not hide the others' figures

@@ -19,12 +19,17 @@ from automl.trial_config import TrialConfig
 def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_root):
     from automl.study.config import load_study_file
 
-    sf = load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10}), runs_root=runs_root)
+    sf = load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10, "run.epoch_margin": 0}),
+                         runs_root=runs_root)
     plan = BudgetPlan.split(600, sf)
     assert plan.search_s == 240 and plan.reserve_s == 10
     # search used 250 s (it finishes its last trial past its share): 340 s left at 2 s an epoch
     assert final_epochs(plan, 250, 2.0) == 170
     assert final_epochs(plan, 600, 2.0, minimum=3) == 3  # never fewer than the minimum
+    # with the default margin an epoch is priced at 2.2 s
+    plan = BudgetPlan.split(600, load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10}),
+                                                  runs_root=runs_root))
+    assert final_epochs(plan, 250, 2.0) == 154
 
 
 def _timed_trial(start_s: float, wall_s: float, value: float, epoch_s: float):
@@ -48,7 +53,8 @@ def test_search_starts_only_trials_that_fit_its_share(tiny_study, runs_root):
     from automl.study.runner import prepare, setup_study
     from automl.study.storage import open_storage
 
-    path = tiny_study(**{"run.search_fraction": 0.5, "run.final_reserve": 10, "run.min_final_epochs": 20})
+    path = tiny_study(**{"run.search_fraction": 0.5, "run.final_reserve": 10, "run.min_final_epochs": 20,
+                         "run.epoch_margin": 0})
     prep = prepare(load_study_file(path, runs_root=runs_root))
     study = setup_study(prep)
     gate = SearchGate(prep, BudgetPlan.split(1000, prep.sf), open_storage(prep.storage_url, prep.sf.storage))
@@ -188,3 +194,24 @@ def test_trial_schedule_spans_a_longer_run_and_the_final_resets_it(tiny_study, r
     with pytest.raises(ConfigError, match="trial_schedule_epochs"):
         load_study_file(tiny_study(**{"budget.trial_epochs": 4, "budget.trial_schedule_epochs": 2}),
                         runs_root=runs_root)
+
+
+def test_run_with_two_workers_keeps_to_the_budget(tiny_study, runs_root):
+    """`automl run --workers 2`: both worker processes search under the budget's gate, then the
+    final retrain runs once, in the parent, with what is left."""
+    path = tiny_study(**{"budget.n_trials": 50, "budget.trial_epochs": 1, "run.final_reserve": 5,
+                         "final.int8.calibration_images": 4, "final.latency_runs": 5})
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "automl", "run", str(path), "--runs-root", str(runs_root),
+                          "--budget", "40s", "--workers", "2"], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    wall = time.monotonic() - t0
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs_root / 'tiny' / 'study.db'}")
+    assert len({t.user_attrs.get("worker") for t in study.trials}) == 2  # both processes ran trials
+    assert all(t.state.is_finished() for t in study.trials)  # the workers stopped before the final
+    longest = max(t.user_attrs.get("wall_s", 0) for t in study.trials)
+    assert study.user_attrs["run_search_s"] <= 20 + longest  # the search's share of 40 s, and one trial
+    assert study.user_attrs["run_state"] == "done" and study.user_attrs["run_final_epochs"] >= 1
+    assert (runs_root / "tiny" / "bundle" / "report.json").is_file()
+    assert wall < 40 + 60  # the budget, plus start-up, export and INT8 on a loaded 2-core box

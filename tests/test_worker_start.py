@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy
 
 from automl.data.folder import load_dataset
-from automl.data.synthetic import CLASSES
-from automl.data.synthetic import generate
+from automl.data.synthetic import CLASSES, generate
 from automl.study.config import StorageSection
 from automl.study.storage import open_storage
 

@@ -7,7 +7,7 @@ import argparse
 from rich.console import Console
 
 from automl.cli.common import add_study_args, load_study
-from automl.cli.worker import add_run_args
+from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -15,17 +15,20 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from automl.study.config import parse_duration
     from automl.study.progress import LiveView
     from automl.study.runner import prepare, setup_study
+    from automl.study.workers import worker_count
 
     total = parse_duration(args.budget)
     sf = load_study(args)
     prep = prepare(sf, storage=args.storage)
     plan = BudgetPlan.split(total, sf)
-    console.print(f"[bold]{sf.name}[/]: budget {total / 60:.0f} min — search up to {plan.search_s / 60:.0f} min, "
-                  f"then the final retrain with what is left (less {plan.reserve_s / 60:.1f} min for export, "
-                  "TTA and INT8)")
+    n_workers = worker_count(args.workers, args.trials_per_gpu)
+    console.print(f"[bold]{sf.name}[/]: budget {total / 60:.0f} min — search up to {plan.search_s / 60:.0f} min "
+                  f"in {n_workers} worker(s), then the final retrain with what is left (less "
+                  f"{plan.reserve_s / 60:.1f} min for export, TTA and INT8)")
     first = setup_study(prep, stage_index=0 if sf.stages else None)
     with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
-        result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view])
+        search = _pool_search(args, view, prep, n_workers, total) if n_workers > 1 else None
+        result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view], search=search)
     if result is not None:
         from automl.final.report import report_table
 
@@ -34,9 +37,25 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _pool_search(args: argparse.Namespace, view, prep, n_workers: int, total_s: float):
+    """The search of `automl run --workers N`: N `automl worker --run-budget` processes (each keeps to
+    the budget's search share by the same gate), followed through the storage until all stop."""
+    from automl.study.runner import final_study
+    from automl.study.workers import WorkerPool, follow_pool, worker_commands
+
+    def search():
+        commands = worker_commands(args.study, n_workers,
+                                   extra_args=[*forwarded_run_args(args), "--run-budget", f"{total_s:g}"])
+        follow_pool(view, WorkerPool(commands, prep.sf.run_dir / "logs"), prep.sf, prep.storage_url)
+        return final_study(prep.sf, prep.storage_url)
+
+    return search
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="search + final retrain + bundle within one budget (resumable)")
     add_study_args(p)
     add_run_args(p)
+    add_pool_args(p)
     p.add_argument("--budget", required=True, help="total wall time for search and final, e.g. 45m, 8h")
     p.set_defaults(func=cmd_run)

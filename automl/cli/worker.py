@@ -24,13 +24,22 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
         torch.set_num_threads(args.threads)
     sf = load_study(args)
     prep = prepare(sf, storage=args.storage)
+    limits = {}
+    if args.run_budget:  # a worker of `automl run`: the same gate as its in-process search
+        from automl.overnight import BudgetPlan, SearchGate
+        from automl.study.config import parse_duration
+        from automl.study.storage import open_storage
+
+        plan = BudgetPlan.split(parse_duration(args.run_budget), sf)
+        limits = {"timeout_s": plan.search_s,
+                  "stop_when": SearchGate(prep, plan, open_storage(prep.storage_url, sf.storage))}
     console.print(f"worker {args.worker_index} joins study [bold]{sf.name}[/] on {mask_url(prep.storage_url)} "
                   f"(device {prep.runtime.device}, {torch.get_num_threads()} threads)")
     first = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False,
                         stage_index=0 if sf.stages else None)
     with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
         run_all(prep, worker_index=args.worker_index, enqueue_baseline=False, on_study=view.follow, events=view,
-                callbacks=[view])
+                callbacks=[view], **limits)
     return 0
 
 
@@ -42,10 +51,27 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs per trial")
 
 
+def forwarded_run_args(args: argparse.Namespace) -> list[str]:
+    """The flags of :func:`add_run_args` (and the study's location) as a worker process gets them."""
+    out = ["--runs-root", args.runs_root]
+    for flag, value in (("--storage", args.storage), ("--data", args.data), ("--device", args.device),
+                        ("--n-trials", args.n_trials), ("--timeout", args.timeout), ("--epochs", args.epochs)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def add_pool_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="worker processes on this machine (same study)")
+    p.add_argument("--trials-per-gpu", type=int,
+                   help="with GPUs: workers per GPU, e.g. 4 on small data (sets --workers)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("worker", help="join the search of a study (same storage, any machine)")
     add_study_args(p)
     add_run_args(p)
     p.add_argument("--worker-index", type=int, default=0, help="distinct per worker: seeds its sampler")
     p.add_argument("--threads", type=int, help="torch CPU threads for this worker")
+    p.add_argument("--run-budget", help="set by `automl run --workers`: keep to the search's share of this budget")
     p.set_defaults(func=cmd_worker)

@@ -1,4 +1,5 @@
-"""Several worker processes on one machine, one study: ``automl search --workers N``.
+"""Several worker processes on one machine, one study: ``automl search --workers N`` (and
+``automl run --workers N``, whose workers also keep to its budget split).
 
 Each worker is an ``automl worker`` process. With GPUs, worker i sees GPU i mod n_gpus
 (``--trials-per-gpu K`` packs K workers on each); on CPU the cores are split between workers.
@@ -15,6 +16,14 @@ import time
 from pathlib import Path
 
 import torch
+
+
+def worker_count(workers: int | None, trials_per_gpu: int | None) -> int:
+    """``--workers N``, or ``--trials-per-gpu K`` times the GPUs this machine has; 1 otherwise (and
+    for ``--trials-per-gpu`` on a machine without GPUs)."""
+    if workers:
+        return workers
+    return (trials_per_gpu or 0) * torch.cuda.device_count() or 1
 
 
 def worker_commands(study_path: str, n_workers: int, *, extra_args: list[str]) -> list[tuple[list[str], dict]]:
@@ -60,3 +69,45 @@ class WorkerPool:
 
     def exit_codes(self) -> list[int | None]:
         return [p.poll() for p in self.procs]
+
+
+def follow_pool(view, pool: WorkerPool, sf, storage_url: str) -> None:
+    """Start the pool and follow the study (or each stage) through the storage until every worker
+    has exited; stops the workers if this process is interrupted."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from automl.study.stages import stage_study_name
+    from automl.study.storage import open_storage
+
+    storage = open_storage(storage_url, sf.storage)
+    names = [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+    targets = [st.n_trials for st in sf.stages] if sf.stages else [sf.budget.n_trials]
+    pool.start()
+    seen: set[tuple[str, int]] = set()
+    current = names[0]
+    try:
+        while True:
+            alive = pool.running()
+            existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+            for name, target in zip(names, targets):
+                if name not in existing:
+                    continue
+                study = optuna.load_study(study_name=name, storage=storage)
+                if name != current:
+                    current = name
+                    view.follow(study, target)
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                   TrialState.FAIL)):
+                    if (name, t.number) not in seen:
+                        seen.add((name, t.number))
+                        view(study, t)
+            if not alive:
+                break
+            time.sleep(2.0)
+    finally:
+        pool.stop()
+    bad = [c for c in pool.exit_codes() if c not in (0, None)]
+    if bad:
+        view.console.print(f"[yellow]{len(bad)} worker(s) exited with an error; see {pool.log_dir.name}/ in the "
+                           "study's run folder")
