@@ -5,8 +5,8 @@ the budget, and only starts a trial it can finish within its share (less, so tha
 retrain of the current best keeps ``min_final_epochs``); whatever it leaves goes to the final
 retrain, less ``final_reserve`` for export, TTA, INT8 and latency. The number of final epochs
 follows from that time and the selected trial's measured training time per epoch (plus
-``epoch_margin``), not from the trial length. Progress is kept in the final study's user_attrs (``run_state``: search → final →
-done), so a killed ``automl run`` resumes in the stage it was in.
+``epoch_margin``), not from the trial length. Progress is kept in the final study's user_attrs
+(``run_state``: search → final → done), so a killed ``automl run`` resumes in the stage it was in.
 """
 
 from __future__ import annotations
