@@ -152,9 +152,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         else:
             study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
                             stop_when=SearchGate(prep, plan, storage))
-        # the state goes last: a run killed here resumes in the final with all it needs
-        _record(study, budget_s=total_s, search_s=round(search_time(sf, storage), 1), state="final")
     spent = search_time(sf, storage)
+    if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
+        _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")
     best = select_trial(study, sf)
     per_epoch = epoch_seconds(best, sf, len(prep.data.train), len(prep.data.val))
     epochs = final_epochs(plan, spent, per_epoch, sf.run.min_final_epochs, eval_seconds(best, sf))

@@ -45,6 +45,7 @@ from automl.trial.engine import Runtime, fit
 from automl.trial.losses import SegmentationLoss
 from automl.trial.model import build_model
 from automl.trial.optim import build_optimizer
+from benchmarks.budget import baseline_config
 
 ROOT = Path(__file__).parents[1]
 
@@ -87,19 +88,13 @@ def write_study(work: Path, args: argparse.Namespace, *, name: str, one_model: b
     return path
 
 
-def baseline(prep, epochs: int):
-    trial = optuna.trial.FixedTrial(prep.space.checked_baseline())
-    cfg = prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=0)
-    return cfg
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def section_model_only(prep, args) -> list[dict]:
-    cfg = baseline(prep, 1)
+    cfg = baseline_config(prep, 1)
     rows = []
     steps, warm = (2, 1) if args.quick else (30, 8)
     crop = (cfg.augment.crop_height, cfg.augment.crop_width)
@@ -137,7 +132,7 @@ def section_model_only(prep, args) -> list[dict]:
 
 def section_engine(prep, args) -> list[dict]:
     epochs = 1 if args.quick else 4
-    cfg = baseline(prep, epochs)
+    cfg = baseline_config(prep, epochs)
     n_train, n_val = len(prep.data.train), len(prep.data.val)
     rows = []
     for label, rt in runtimes(args.device).items():
@@ -157,7 +152,7 @@ def section_engine(prep, args) -> list[dict]:
 
 
 def section_loader(prep, args) -> list[dict]:
-    cfg = baseline(prep, 1)
+    cfg = baseline_config(prep, 1)
     rt = Runtime.resolve(args.device)
     norm = Normalizer(cfg.data.mean, cfg.data.std, rt.device, rt.channels_last)
     rows = []
