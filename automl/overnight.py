@@ -44,6 +44,17 @@ class BudgetPlan:
         return cls(total_s, total_s * sf.run.search_fraction, min(sf.run.final_reserve, 0.25 * total_s),
                    sf.run.epoch_margin)
 
+    def shortfall(self, sf: StudyFile) -> str | None:
+        """Why this budget will likely be overrun, or None. Export, INT8 and the variants'
+        evaluation take about ``run.final_reserve`` whatever the budget (a 2-minute GPU run with
+        full-size CamVid images overran it more than twice); a budget that caps the reserve at a
+        quarter of itself leaves them too little."""
+        if self.reserve_s >= sf.run.final_reserve:
+            return None
+        return (f"a budget of {self.total_s / 60:.1f} min leaves {self.reserve_s:.0f} s for export, INT8 and "
+                f"evaluation after the retrain (run.final_reserve: {sf.run.final_reserve:.0f} s); expect the run "
+                f"to end past its budget. A budget of {4 * sf.run.final_reserve / 60:.0f} min or more avoids this.")
+
 
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
     """One training epoch of this config as the search measured it, evaluation excluded (the final
@@ -134,6 +145,8 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
 
     sf = prep.sf
     plan = BudgetPlan.split(total_s, sf)
+    if (short := plan.shortfall(sf)) is not None:
+        log.warning(short)
     t0 = time.monotonic()
     study = None
     try:

@@ -53,7 +53,7 @@ def study_doc(args: argparse.Namespace, threads: int) -> dict:
     return {"name": "budget", "data": camvid_data(args.data), "search_space": "space.yaml", "budget": budget,
             "eval": {"subset": EVAL_SUBSET}, "pruner": {"type": "hyperband", "min_resource": 2, "reduction_factor": 3},
             "sampler": {"seed": 0, "n_startup_trials": args.startup_trials}, "device": "cpu",
-            "final": {"latency_threads": threads}, "run": {"min_final_epochs": args.min_final_epochs}}
+            "final": {"latency_threads": threads}, "run": {"min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction}}
 
 
 def _pin(cpu: int | None) -> int:
@@ -124,7 +124,7 @@ def part_run(args: argparse.Namespace) -> dict:
             "best_trial": report["search"]["retrained_trial"], "config": report["retrain"]["config"],
             "search_wall_s": report["search"]["wall_s"], "startup_trials": args.startup_trials,
             "patience": args.patience, "trial_schedule_epochs": args.trial_schedule_epochs,
-            "min_final_epochs": args.min_final_epochs,
+            "min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction,
             "wall_s": round(wall, 1)}
 
 
@@ -174,6 +174,7 @@ def _child(args: argparse.Namespace, part: str, cpu: int | None, extra: tuple[st
            f"{args.minutes:g}", "--workdir", str(args.workdir), "--configs", str(args.configs), "--long-epochs",
            str(args.long_epochs), "--seed", str(args.seed), "--trial-epochs", str(args.trial_epochs),
            "--startup-trials", str(args.startup_trials), "--min-final-epochs", str(args.min_final_epochs),
+           "--search-fraction", str(args.search_fraction),
            *(["--patience", str(args.patience)] if args.patience else []),
            *(["--trial-schedule-epochs", str(args.trial_schedule_epochs)] if args.trial_schedule_epochs else []),
            *([] if args.short else ["--no-short"]), *extra]
@@ -245,6 +246,8 @@ def main() -> None:
     ap.add_argument("--startup-trials", type=int, default=8, help="(b): TPE's random start-up trials")
     ap.add_argument("--patience", type=int, help="(b): budget.patience (default: off)")
     ap.add_argument("--min-final-epochs", type=int, default=40, help="(b): run.min_final_epochs (studies/camvid.yaml)")
+    ap.add_argument("--search-fraction", type=float, default=0.5,
+                    help="(b): run.search_fraction (studies/camvid.yaml)")
     ap.add_argument("--trial-schedule-epochs", type=int, default=15,
                     help="(b): budget.trial_schedule_epochs, as in studies/camvid.yaml (0: off)")
     ap.add_argument("--no-rank", dest="rank", action="store_false", help="(a) and (b) only")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ from rich.table import Table
 
 from automl.data.loader import Normalizer, train_loader
 from automl.data.synthetic import CLASSES, generate
-from automl.study.config import load_study_file
+from automl.study.config import load_study_file, parse_duration
 from automl.study.runner import prepare
 from automl.trial.augment import train_transform
 from automl.trial.engine import Runtime, fit
@@ -211,12 +212,21 @@ def section_run(args) -> list[dict]:
     budget = "90s" if args.quick else f"{args.run_minutes:g}m"
     t0 = time.perf_counter()
     pack = ["--trials-per-gpu", str(args.run_trials_per_gpu)] if torch.cuda.is_available() else ["--workers", "2"]
-    proc = subprocess.run([sys.executable, "-m", "automl", "run", str(study), "--runs-root", str(work / "runs"),
-                           "--budget", budget, *pack], capture_output=True, text=True)
+    # The log goes straight to a file: a device call cut short at its limit still returns it.
+    # The section stops itself at 2 x budget + 3 min, rather than taking the device call with it.
+    limit_s = 2 * parse_duration(budget) + 180
+    with (args.out / "run.log").open("w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "automl", "run", str(study), "--runs-root", str(work / "runs"),
+                                 "--budget", budget, *pack], stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its own process group: the workers go with it
+        try:
+            returncode = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise RuntimeError(f"automl run --budget {budget} still running after {limit_s:.0f} s; see run.log") from exc
     wall = time.perf_counter() - t0
-    (args.out / "run.log").write_text(proc.stdout[-20000:] + proc.stderr[-20000:])
-    if proc.returncode:
-        raise RuntimeError(f"automl run exited {proc.returncode}; see run.log")
+    if returncode:
+        raise RuntimeError(f"automl run exited {returncode}; see run.log")
     bundle = work / "runs" / "gpurun" / "bundle"
     report = json.loads((bundle / "report.json").read_text())
     st = optuna.load_study(study_name="gpurun", storage=f"sqlite:///{work / 'runs' / 'gpurun' / 'study.db'}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from automl.errors import ConfigError
 from automl.space.schema import load_search_space
 from automl.study.config import load_study_file, parse_duration
 from automl.study.runner import prepare
+from automl.trial.engine import Runtime, loader_workers
 from tests.conftest import TINY_SPACE, tiny_study_doc, write_yaml
 
 
@@ -122,3 +124,13 @@ def test_portfolio_recipes_are_checked_and_enqueued_after_the_baseline(tiny_stud
     space["portfolio"] = [{"batch_size": 8}, {"sgd.lr": 1.0}]
     with pytest.raises(ConfigError, match=r"portfolio\[1\]\.sgd\.lr"):
         prepare(load_study_file(tiny_study(space=space), runs_root=runs_root))
+
+
+def test_loader_workers_default_by_device(monkeypatch, tmp_path):
+    assert "num_workers" in _study_error(tmp_path, num_workers=-1)
+    cpu, cuda = Runtime(torch.device("cpu")), Runtime(torch.device("cuda"))
+    assert loader_workers(None, cpu) == 0 and loader_workers(3, cpu) == 3
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert loader_workers(None, cuda) == 8 and loader_workers(0, cuda) == 0
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)  # a packed worker's share of the CPU
+    assert loader_workers(None, cuda) == 4

@@ -143,6 +143,18 @@ def test_export_falls_back_and_a_fixed_shape_model_pads_inputs(monkeypatch, tmp_
         export_mod.export_onnx(model, tmp_path / "c.onnx", (64, 64), 32)
 
 
+def test_exporter_tracebacks_stay_out_of_the_log(caplog):
+    """torch logs a failed dynamic-shape trace at ERROR with its whole traceback; the fallback
+    chain reports each failure as one line of its own instead."""
+    guards = logging.getLogger("torch._guards")
+    with caplog.at_level(logging.DEBUG), export_mod._quiet_loggers():
+        guards.error("Traceback (most recent call last): ...")
+        logging.getLogger("torch.onnx").info("graph pass 1 of 40")
+    assert not caplog.records
+    guards.error("after the export")
+    assert [r.getMessage() for r in caplog.records] == ["after the export"]
+
+
 def test_tta_spec_views_and_validation():
     assert TTASpec().views() == [(1.0, False, False)] and not TTASpec().enabled
     views = TTASpec(hflip=True, scales=(0.75,)).views()

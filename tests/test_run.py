@@ -30,6 +30,16 @@ def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_ro
     plan = BudgetPlan.split(600, load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10}),
                                                   runs_root=runs_root))
     assert final_epochs(plan, 250, 2.0) == 154
+    assert plan.shortfall(sf) is None  # 10 s reserve fits in a quarter of 600 s
+
+
+def test_a_budget_too_short_for_the_final_stage_is_warned_about(tiny_study, runs_root):
+    from automl.study.config import load_study_file
+
+    sf = load_study_file(tiny_study(**{"run.final_reserve": "2m"}), runs_root=runs_root)
+    assert BudgetPlan.split(480, sf).shortfall(sf) is None
+    short = BudgetPlan.split(120, sf).shortfall(sf)
+    assert short is not None and "30 s for export" in short and "8 min or more" in short
 
 
 def _timed_trial(start_s: float, wall_s: float, value: float, epoch_s: float):

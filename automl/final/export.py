@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from automl.errors import AutoMLError
 
 log = logging.getLogger(__name__)
 MAX_SIDE = 8192
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class ExportError(AutoMLError):
@@ -85,12 +87,19 @@ def _export(model: nn.Module, x: torch.Tensor, path: Path, exporter: str, dynami
         torch.onnx.export(model, (x,), str(path), **kwargs)
 
 
+# torch._guards / torch._dynamo log a failed trace at ERROR with its whole traceback (hundreds of
+# lines for a dynamic-shape guard the model violates) before the exception reaches us; the
+# exception is what counts, and export_onnx logs it as one line before trying the next exporter.
+_QUIET = {"onnxscript": logging.WARNING, "onnx_ir": logging.WARNING, "torch.onnx": logging.WARNING,
+          "torch.export": logging.WARNING, "torch._guards": logging.CRITICAL, "torch._dynamo": logging.CRITICAL}
+
+
 @contextlib.contextmanager
-def _quiet_loggers(names: tuple[str, ...] = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export")):
-    loggers = [logging.getLogger(n) for n in names]
+def _quiet_loggers(levels_by_name: dict[str, int] = _QUIET):
+    loggers = [logging.getLogger(n) for n in levels_by_name]
     levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+    for lg, quiet in zip(loggers, levels_by_name.values(), strict=True):
+        lg.setLevel(quiet)
     try:
         yield
     finally:
@@ -134,7 +143,8 @@ def export_onnx(model: nn.Module, path: Path, input_size: tuple[int, int], divis
             sizes = [(h, w), (h + divisor, w + 2 * divisor)] if dynamic else [(h, w)]
             diff = _check(wrapped, path, sizes, batch=2 if dynamic else 1)
         except Exception as exc:  # noqa: BLE001 - any exporter failure: try the next one
-            msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            text = _ANSI.sub("", str(exc)).strip()  # torch colours its export errors
+            msg = text.splitlines()[0][:300] if text else ""
             notes.append(f"{label} failed: {type(exc).__name__}: {msg}")
             log.warning("ONNX export, %s", notes[-1])
             continue

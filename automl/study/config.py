@@ -223,7 +223,8 @@ class StudyFile(_Section):
     sampler: SamplerSection = Field(default_factory=SamplerSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-    num_workers: int = Field(0, ge=0, description="DataLoader workers per trial")
+    num_workers: int | None = Field(None, ge=0, description="DataLoader workers per trial; unset: 0 on a CPU, on "
+                                    "CUDA min(8, the trial process's CPU threads)")
     final: FinalSection = Field(default_factory=FinalSection)
     run: RunSection = Field(default_factory=RunSection)
     # Where runs/<name>/ lives; not part of the file, set by the loader.

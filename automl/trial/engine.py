@@ -68,6 +68,19 @@ class Runtime:
             torch.cuda.synchronize(self.device)
 
 
+def loader_workers(setting: int | None, runtime: Runtime) -> int:
+    """DataLoader workers for one trial: ``setting`` if given, else 0 on a CPU (its cores do the
+    training; loader workers would compete with it) and, on CUDA, one per CPU thread of this
+    process, at most 8. Measured on an H200 (benchmarks/gpu_check.py, 480x360 -> 384² crops): the
+    pipeline gives 545 img/s with 0 workers, 1291 with 8 and 1273 with 14, against a model that
+    trains at 460-750 img/s; `automl worker` processes packed on a GPU split the threads."""
+    if setting is not None:
+        return setting
+    if runtime.device.type != "cuda":
+        return 0
+    return max(1, min(8, torch.get_num_threads()))
+
+
 @dataclass
 class EpochResult:
     epoch: int  # 1-based
@@ -134,7 +147,7 @@ def confusion_on(model: nn.Module, split: Split, indices: list[int], cfg: TrialC
 def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         on_epoch: Callable[[EpochResult], None] | None = None,
         train_split: Split | None = None,
-        eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int = 0,
+        eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int | None = None,
         deadline: float | None = None, times: TimeStats | None = None,
         eval_epochs: Collection[int] | None = None) -> FitResult:
     """Train ``cfg.epochs`` epochs; evaluate val mIoU after each epoch in ``eval_epochs`` (default
@@ -146,7 +159,7 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         model = model.to(memory_format=torch.channels_last)
     criterion = SegmentationLoss(cfg.loss, cfg.data.num_classes, cfg.data.ignore_index).to(runtime.device)
     loader = train_loader(train_split, train_transform(cfg.augment, cfg.data.ignore_index),
-                          batch_size=cfg.batch_size, seed=cfg.seed, num_workers=num_workers,
+                          batch_size=cfg.batch_size, seed=cfg.seed, num_workers=loader_workers(num_workers, runtime),
                           pin_memory=runtime.device.type == "cuda")
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.schedule_span * len(loader))

@@ -61,7 +61,7 @@ class TrialSettings:
     epochs: int
     eval_subset: float = 1.0
     eval_batch_size: int = 8
-    num_workers: int = 0
+    num_workers: int | None = None  # None: automl.trial.engine.loader_workers decides
     time_limit_s: float | None = None
     base_seed: int = 0
     total_trials: int | None = None  # the study total, for the surplus check
