@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--startup-trials", type=int, default=8, help="(b): TPE's random start-up trials")
     ap.add_argument("--patience", type=int, help="(b): budget.patience (default: off)")
     ap.add_argument("--min-final-epochs", type=int, default=40, help="(b): run.min_final_epochs (studies/camvid.yaml)")
-    ap.add_argument("--search-fraction", type=float, default=0.5,
+    ap.add_argument("--search-fraction", type=float, default=0.3,
                     help="(b): run.search_fraction (studies/camvid.yaml)")
     ap.add_argument("--trial-schedule-epochs", type=int, default=15,
                     help="(b): budget.trial_schedule_epochs, as in studies/camvid.yaml (0: off)")
