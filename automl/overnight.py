@@ -26,7 +26,7 @@ from automl.study.budget import search_seconds
 from automl.study.config import StudyFile
 from automl.study.runner import Prepared, final_study, run_all
 from automl.study.selection import select_trial
-from automl.study.stages import stage_study_name
+from automl.study.stages import search_study_names
 from automl.study.storage import open_storage
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,8 @@ def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: 
 
 def search_time(sf: StudyFile, storage: optuna.storages.BaseStorage) -> float:
     """Search seconds over the whole search: every stage's study for a staged one."""
-    names = [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
     total = 0.0
-    for name in names:
+    for name in search_study_names(sf):
         try:
             total += search_seconds(optuna.load_study(study_name=name, storage=storage))
         except KeyError:  # a later stage not started yet
@@ -145,8 +144,6 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
 
     sf = prep.sf
     plan = BudgetPlan.split(total_s, sf)
-    if (short := plan.shortfall(sf)) is not None:
-        log.warning(short)
     t0 = time.monotonic()
     study = None
     try:
@@ -158,6 +155,8 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         log.info("this run is complete; the bundle is in %s (delete run_state to redo the final)",
                  (sf.run_dir / "bundle").name)
         return None
+    if (short := plan.shortfall(sf)) is not None:
+        log.warning(short)
     storage = open_storage(prep.storage_url, sf.storage)
     if state != "final":
         if search is not None:

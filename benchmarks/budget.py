@@ -53,7 +53,8 @@ def study_doc(args: argparse.Namespace, threads: int) -> dict:
     return {"name": "budget", "data": camvid_data(args.data), "search_space": "space.yaml", "budget": budget,
             "eval": {"subset": EVAL_SUBSET}, "pruner": {"type": "hyperband", "min_resource": 2, "reduction_factor": 3},
             "sampler": {"seed": 0, "n_startup_trials": args.startup_trials}, "device": "cpu",
-            "final": {"latency_threads": threads}, "run": {"min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction}}
+            "final": {"latency_threads": threads},
+            "run": {"min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction}}
 
 
 def _pin(cpu: int | None) -> int:

@@ -20,6 +20,11 @@ def stage_study_name(sf: StudyFile, index: int | None) -> str:
     return sf.name if index is None else f"{sf.name}.{sf.stages[index].name}"
 
 
+def search_study_names(sf: StudyFile) -> list[str]:
+    """The Optuna studies of the whole search: one per stage, or the study itself."""
+    return [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+
+
 def searched(param: str, stage: StageSection) -> bool:
     return any(fnmatch(param, pattern) for pattern in stage.search)
 

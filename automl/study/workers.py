@@ -77,11 +77,11 @@ def follow_pool(view, pool: WorkerPool, sf, storage_url: str) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from automl.study.stages import stage_study_name
+    from automl.study.stages import search_study_names
     from automl.study.storage import open_storage
 
     storage = open_storage(storage_url, sf.storage)
-    names = [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+    names = search_study_names(sf)
     targets = [st.n_trials for st in sf.stages] if sf.stages else [sf.budget.n_trials]
     pool.start()
     seen: set[tuple[str, int]] = set()
