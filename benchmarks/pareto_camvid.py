@@ -35,7 +35,7 @@ def main() -> None:
     study = run_all(prepare(sf))
     console = Console()
     console.print(f"{len(study.trials)} trials, {len(study.best_trials)} on the front")
-    console.print(front_table(study))
+    console.print(front_table(study, sf))
     knee = select_trial(study, sf)
     console.print(f"knee: trial {knee.number} (val mIoU {knee.values[0]:.4f}, {knee.values[1]:.1f} ms)")
 

@@ -117,6 +117,9 @@ def test_cli_writes_report_and_attaches_it_to_the_study(tiny_study, runs_root, t
     names = sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study))
     assert names == sorted(["audit.md", *pngs])
     assert set(study.user_attrs["audit_artifacts"]) == set(names)
+    from optuna_dashboard import get_note
+
+    assert "## Data audit" in get_note(study)  # the study note shows it at once, not after the next trial
 
 
 def test_bare_folder_audit_and_bad_folder_lists_every_problem(tmp_path, capsys, monkeypatch):
@@ -131,16 +134,14 @@ def test_bare_folder_audit_and_bad_folder_lists_every_problem(tmp_path, capsys, 
     (root / "train" / "masks" / "t2.png").unlink()
     Image.fromarray(np.zeros((H + 1, W), np.uint8)).save(root / "val" / "masks" / "v0.png")
     Image.fromarray(np.full((H, W), 7, np.uint8)).save(root / "val" / "masks" / "v1.png")
+    (root / "train" / "images" / "t0.jpg").write_bytes((root / "train" / "images" / "t0.png").read_bytes())
     code = main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)])
     text = capsys.readouterr().out
     assert code != 0
-    assert "train/images/t2.png: no mask with this stem" in text
-    # pairing problems stop the scan first; fix that one and the per-file problems all appear
-    (root / "train" / "images" / "t2.png").unlink()
-    code = main(["audit", "--data", str(root), "--classes", "bg,road,bike", "--out", str(out)])
-    text = capsys.readouterr().out
-    assert code != 0
-    for problem in ("train/images/t1.png: unreadable", "val/v0: image 30x20 and mask 30x21 differ in size",
-                    "val/masks/v1.png: labels [7] are neither a class"):
+    # one error lists them all: pairing problems do not hide the per-file ones
+    for problem in ("train/images/t2.png: no mask with this stem", "train/images/t1.png: unreadable",
+                    "val/v0: image 30x20 and mask 30x21 differ in size",
+                    "val/masks/v1.png: labels [7] are neither a class", "train/images/t0.png: same stem as t0.jpg"):
         assert problem in text, text
+    assert "has 5 problem(s)" in text
     assert str(tmp_path) not in text   # paths relative to the data root

@@ -32,6 +32,7 @@ def _study_error(tmp_path, **changes) -> str:
 def test_unknown_key_is_named(tmp_path):
     msg = _study_error(tmp_path, **{"budget.n_trails": 3})
     assert "budget.n_trails: unknown key" in msg and "s.yaml" in msg
+    assert "valid: n_trials, timeout, trial_epochs" in msg
 
 
 def test_wrong_type_is_named(tmp_path):
@@ -73,12 +74,18 @@ def test_unknown_timm_encoder(tmp_path):
 
 def test_unknown_loss_term(tmp_path):
     msg = _space_error(tmp_path, lambda d: d["loss"].update(tversky=0.5))
-    assert "loss.tversky: unknown key" in msg
+    assert "loss.tversky: unknown key (valid: ce, dice, focal, lovasz, aux)" in msg
 
 
 def test_unknown_transform(tmp_path):
     msg = _space_error(tmp_path, lambda d: d["augment"].update(elastic=0.3))
-    assert "augment.elastic: unknown key" in msg
+    assert "augment.elastic: unknown key" in msg and "hflip" in msg and "target_crop" in msg
+
+
+def test_crop_not_a_multiple_of_32_is_rejected(tmp_path):
+    # the encoders need sides divisible by 32, and training crops are not padded
+    msg = _space_error(tmp_path, lambda d: d["augment"].update(crop=[100, 96]))
+    assert "augment.crop" in msg and "multiples of 32" in msg and "[100, 96]" in msg
 
 
 def test_unknown_optimizer_and_schedule(tmp_path):

@@ -246,7 +246,10 @@ def test_report_contents(rejected):
     # the report is also attached to the study for optuna-dashboard
     study = optuna.load_study(study_name=sf.name, storage=resolve_url(sf))
     assert study.user_attrs["final"]["default"] == "ORT fp32 + TTA"
-    assert len(optuna.artifacts.get_all_artifact_meta(study)) == 2
+    assert "![retrain curve; val mIoU against latency per variant](report.png)" in md
+    assert (res.bundle_dir / "report.png").read_bytes()[:4] == b"\x89PNG" and report["figure"] == "report.png"
+    assert sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study)) == \
+        ["report.json", "report.md", "report.png"]
 
 
 def test_final_without_a_search_says_what_to_do(tiny_study, runs_root):

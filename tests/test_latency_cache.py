@@ -38,3 +38,26 @@ def test_cache_key_changes_with_what_changes_latency(tmp_path):
         torch.set_num_threads(threads)
     cache.put(k1, {"latency_ms": 1.0, "params_m": 2.0})
     assert LatencyCache(tmp_path / "c.json").get(k1) == {"latency_ms": 1.0, "params_m": 2.0}
+
+
+def test_cpu_latency_uses_the_stated_threads_and_the_key_names_the_software(tmp_path, monkeypatch):
+    from automl.trial.latency import measure_model
+
+    seen = []
+    monkeypatch.setattr(latency_module, "measure_latency_ms", lambda *a, **k: seen.append(torch.get_num_threads()) or 1.0)
+    rt = Runtime.resolve("cpu")
+    spec = ModelSpec(arch="Unet", encoder="resnet18", encoder_depth=3)
+    cache = LatencyCache(tmp_path / "c.json", threads=1)
+    before = torch.get_num_threads()
+    key = cache.key(spec, 5, (64, 64), rt)
+    measure_model(spec, 5, (64, 64), rt, cache)
+    assert seen == [1] and torch.get_num_threads() == before  # measured at 1 thread, then put back
+    try:
+        torch.set_num_threads(2 if before == 1 else 1)
+        assert cache.key(spec, 5, (64, 64), rt) == key  # the process's own thread count does not matter
+    finally:
+        torch.set_num_threads(before)
+    # an upgrade of torch, SMP or timm, or a change to our model code, measures again
+    for part in ("torch", "smp", "timm", "model"):
+        assert f"|{part}" in key
+    assert "(1 threads)" in key

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from automl.study.config import load_study_file
 from automl.study.runner import final_study, prepare, run_all, run_search, setup_study
-from automl.study.selection import select_trial
+from automl.study.selection import pareto_front, select_trial
 from tests.conftest import TINY_SPACE
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -49,6 +49,33 @@ def test_constraint_rules_out_the_larger_models(tiny_study, runs_root):
     assert all(t.user_attrs["params_m"] <= 3.0 for t in again.get_trials(states=(TrialState.COMPLETE,)))
 
 
+def test_constraints_added_on_resume_rule_out_earlier_trials(tiny_study, runs_root):
+    """A study first run without constraints, then resumed with one: Optuna counts the earlier
+    trials as feasible (they have no constraint values), the final stage must not; and the model
+    list sampled from must not change within the study (Optuna would fail every trial)."""
+    space = _space(architectures=["Unet"], encoders=["resnet18", "tu-mobilenetv3_small_100"], encoder_depth=3,
+                   aux_head=False)
+    path = tiny_study(space=space, **{"budget.n_trials": 2, "budget.trial_epochs": 1})
+    prep = prepare(load_study_file(path, runs_root=runs_root))
+    study = setup_study(prep)
+    study.enqueue_trial({"model": "Unet/resnet18"})
+    study.enqueue_trial({"model": "Unet/tu-mobilenetv3_small_100"})
+    run_search(prep, study)
+    big = next(t for t in study.trials if t.params["model"] == "Unet/resnet18")
+    assert big.state == TrialState.COMPLETE and big.user_attrs["params_m"] > 3.0
+    sf2 = load_study_file(path, runs_root=runs_root)
+    sf2 = sf2.model_copy(update={"budget": sf2.budget.model_copy(update={"n_trials": 4}),
+                                 "constraints": sf2.constraints.model_copy(update={"max_params_m": 3.0})})
+    prep2 = prepare(sf2)
+    assert prep2.space.pairs == ["Unet/tu-mobilenetv3_small_100"]  # this session alone would drop resnet18
+    again = run_search(prep2)
+    assert prep2.space.pairs == ["Unet/resnet18", "Unet/tu-mobilenetv3_small_100"]  # the study's list kept
+    trials = again.get_trials()
+    assert not [t for t in trials if t.state == TrialState.FAIL], [t.user_attrs.get("stop_reason") for t in trials]
+    chosen = select_trial(again, sf2)
+    assert chosen.user_attrs["params_m"] <= 3.0 and chosen.number != big.number
+
+
 def _dominates(a, b) -> bool:
     better_or_equal = a.values[0] >= b.values[0] and a.values[1] <= b.values[1]
     return better_or_equal and (a.values[0] > b.values[0] or a.values[1] < b.values[1])
@@ -72,9 +99,12 @@ def test_pareto_mode_returns_a_non_dominated_set(tiny_study, runs_root):
         for t in done:
             assert t in front or any(_dominates(f, t) for f in front)
         assert select_trial(study, sf) in front
+        assert {t.number for t in pareto_front(study, sf)} == {t.number for t in front}
     from optuna_dashboard import get_note
 
-    assert "Best so far" in get_note(study)  # the morning view works for multi-objective studies too
+    note = get_note(study)  # the morning view works for multi-objective studies too
+    assert f"Picked from the Pareto front (knee): trial #{select_trial(study, sf).number}" in note
+    assert f"## Pareto front ({len(front)} trials)" in note
 
 
 def test_two_stages_pass_the_winner_on(tiny_study, runs_root):
@@ -105,6 +135,15 @@ def test_two_stages_pass_the_winner_on(tiny_study, runs_root):
         assert {k: v for k, v in t.params.items() if k.startswith("aug.")} == \
                {k: v for k, v in winner.items() if k.startswith("aug.")}
     assert stage2.user_attrs["stage"] == "model" and "adamw.lr" in stage2.user_attrs["fixed_params"]
+    # the morning view and rerun find the stages' studies (there is no study named "tiny")
+    from automl.cli import main
+
+    assert main(["report", str(path), "--runs-root", str(runs_root)]) == 0
+    assert "# Search summary: tiny.model" in (runs_root / "tiny" / "report" / "report.md").read_text()
+    assert main(["rerun", str(path), "--runs-root", str(runs_root), "--stage", "data", "--trial", "1",
+                 "--epochs", "1"]) == 0
+    assert (runs_root / "tiny" / "reruns" / "data_trial_1").is_dir()
+    assert "tiny" not in optuna.get_all_study_names(f"sqlite:///{runs_root / 'tiny' / 'study.db'}")
 
 
 def test_stage_pattern_that_matches_nothing_is_rejected(tiny_study, runs_root):

@@ -122,8 +122,13 @@ def test_sigterm_leaves_no_running_trial_and_resume_retries_it(tiny_study, runs_
     number = interrupted.number
     resumed = _cli(*args, log=tmp_path / "resume.log")
     assert resumed.wait(timeout=300) == 0
-    trials = _assert_consistent(_study(path, runs_root), 2)
+    study = _study(path, runs_root)
+    trials = _assert_consistent(study, 2)
     assert [t.number for t in trials if t.system_attrs.get("failed_trial") == number]
+    # the interrupted trial ended outside optimize's callbacks; the resume wrote its dashboard note
+    from optuna_dashboard import get_note
+
+    assert "interrupted" in get_note(optuna.Trial(study, interrupted._trial_id))
 
 
 def test_stale_trial_of_a_remote_worker_is_retried_by_heartbeat(pg_url, tiny_study, runs_root, tmp_path):
@@ -180,6 +185,8 @@ def test_storage_urls_in_logs_show_no_home_folder(tmp_path, monkeypatch):
     assert mask_url("journal:///home/alice/shared/study.log") == "journal://…/alice/shared/study.log"
     assert mask_url("sqlite:///runs/demo/study.db") == "sqlite:///runs/demo/study.db"  # relative: as given
     assert mask_url("mysql+pymysql://root:pw@127.0.0.1/test") == "mysql+pymysql://root:***@127.0.0.1/test"
+    assert mask_url("postgresql+psycopg://bob:ab/c:d@db:5432/x") == "postgresql+psycopg://bob:***@db:5432/x"
+    assert mask_url("postgresql+psycopg://db:5432/x") == "postgresql+psycopg://db:5432/x"
 
 
 def test_two_workers_on_mariadb(mysql_url, tiny_study, runs_root, tmp_path):

@@ -10,7 +10,7 @@
       model.onnx           fp32 ONNX, input "input" (N,3,H,W) normalised+padded, output "logits"
       model.int8.onnx      INT8 QDQ ONNX, same interface (shipped even when rejected; see bundle.json)
       bundle.json          this manifest: classes, TTA decision, INT8 decision, default predictor
-      report.md, report.json
+      report.md, report.json, report.png (retrain curve; val mIoU against latency per variant)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ ONNX_INT8 = "model.int8.onnx"
 MANIFEST = "bundle.json"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
+REPORT_PNG = "report.png"
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"

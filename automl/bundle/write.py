@@ -21,6 +21,7 @@ from automl.bundle.layout import (
     RECIPE,
     REPORT_JSON,
     REPORT_MD,
+    REPORT_PNG,
     TRAIN_TRANSFORM,
     Manifest,
 )
@@ -52,9 +53,10 @@ def save_transforms(cfg: TrialConfig, out_dir: Path) -> list[str]:
 
 def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest: Manifest,
                  report: dict, render_md: Callable[[dict], str], onnx_fp32: Path | None = None,
-                 onnx_int8: Path | None = None,
-                 model_extra: dict | None = None) -> Path:
-    """Write every bundle file; an existing bundle at ``out_dir`` is replaced only at the end."""
+                 onnx_int8: Path | None = None, model_extra: dict | None = None,
+                 render_png: Callable[[dict, Path], Path] | None = None) -> dict:
+    """Write every bundle file; an existing bundle at ``out_dir`` is replaced only at the end.
+    Returns the report as written (with the figure's name and any notes added here)."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         save_model(model, cfg, tmp / MODEL_DIR, extra=model_extra)
@@ -64,8 +66,14 @@ def write_bundle(out_dir: Path, *, model: nn.Module, cfg: TrialConfig, manifest:
             if src is not None:
                 shutil.copyfile(src, tmp / name)
         (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        if render_png is not None:
+            try:
+                render_png(report, tmp / REPORT_PNG)
+                report = {**report, "figure": REPORT_PNG}
+            except Exception as exc:  # noqa: BLE001 - a figure is no reason to lose the bundle
+                log.warning("%s not written: %s: %s", REPORT_PNG, type(exc).__name__, exc)
         if notes:
             report = {**report, "notes": [*report.get("notes", []), *notes]}
         (tmp / REPORT_JSON).write_text(json.dumps(report, indent=2, allow_nan=False))
         (tmp / REPORT_MD).write_text(render_md(report))
-    return out_dir
+    return report

@@ -68,8 +68,8 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     if sf is not None and not args.no_attach:
         from automl.data.publish import publish
 
-        publish(sf, args.storage, "audit", paths, {"audit_findings": [str(f) for f in found]})
-        console.print(f"attached {len(paths)} file(s) to study {sf.name} (artifacts; user_attr audit_findings)")
+        name = publish(sf, args.storage, "audit", paths, {"audit_findings": [str(f) for f in found]})
+        console.print(f"attached {len(paths)} file(s) to study {name} (artifacts; user_attr audit_findings)")
     return 0
 
 

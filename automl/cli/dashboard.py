@@ -58,15 +58,17 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
     from automl.study.notes import compute_importances, study_summary, write_study_note
+    from automl.study.stages import current_study_name
     from automl.study.storage import mask_url, open_storage, resolve_url
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)
     storage = open_storage(url, sf.storage)
+    name = current_study_name(sf, storage)
     try:
-        study = optuna.load_study(study_name=sf.name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        console.print(f"no study named {sf.name} in {mask_url(url)} yet: run `automl search {args.study}`")
+        console.print(f"no study named {name} in {mask_url(url)} yet: run `automl search {args.study}`")
         return 1
     try:
         write_study_note(study, study_summary(study, sf, compute_importances(study)))
@@ -74,7 +76,7 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
         log.warning("could not refresh the study note: %s: %s", type(exc).__name__, exc)
     server = open_server(storage, sf.run_dir, args.host, args.port)
     host, port = server.server_address[:2]
-    console.print(f"study {sf.name} on {mask_url(url)}; artifacts from {sf.run_dir / 'artifacts'}",
+    console.print(f"study {name} on {mask_url(url)}; artifacts from {sf.run_dir / 'artifacts'}",
                   highlight=False, markup=False, soft_wrap=True)
     if not _is_loopback(args.host):
         console.print(f"[yellow]warning:[/] listening on {args.host}: the dashboard has no login, and anyone "

@@ -18,13 +18,13 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run_and_show(sf: StudyFile, console: Console, *, storage: str | None = None, out: Path | None = None,
-                 trial_number: int | None = None, reuse_model: bool = False) -> Path:
+                 trial_number: int | None = None, reuse_model: bool = False, data=None) -> Path:
     """Run the final stage and print its table; also what `automl search` calls when
     ``final.after_search`` is set."""
     from automl.final import run_final
     from automl.final.report import report_table
 
-    result = run_final(sf, storage=storage, out=out, trial_number=trial_number, reuse_model=reuse_model)
+    result = run_final(sf, storage=storage, out=out, trial_number=trial_number, reuse_model=reuse_model, data=data)
     console.print(report_table(result.report))
     console.print(f"bundle: {result.bundle_dir}  (report: {result.bundle_dir / 'report.md'})")
     console.print(f"predict: automl predict {result.bundle_dir} IMAGE... --out DIR")

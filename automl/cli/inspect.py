@@ -67,9 +67,9 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     if sf is not None and not args.no_attach:
         from automl.data.publish import publish
 
-        publish(sf, args.storage, f"inspect_{args.split}", result.files,
-                {f"inspect_{args.split}_flagged": [f"{args.split}/{s.stem}: {s.reason}" for s in result.flagged]})
-        console.print(f"attached {len(result.files)} file(s) to study {sf.name} "
+        name = publish(sf, args.storage, f"inspect_{args.split}", result.files,
+                       {f"inspect_{args.split}_flagged": [f"{args.split}/{s.stem}: {s.reason}" for s in result.flagged]})
+        console.print(f"attached {len(result.files)} file(s) to study {name} "
                       f"(artifacts; user_attr inspect_{args.split}_flagged)")
     return 0
 

@@ -14,14 +14,17 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
     from automl.study.report import write_report
+    from automl.study.stages import current_study_name
     from automl.study.storage import mask_url, open_storage, resolve_url
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)
+    storage = open_storage(url, sf.storage)
+    name = current_study_name(sf, storage)
     try:
-        study = optuna.load_study(study_name=sf.name, storage=open_storage(url, sf.storage))
+        study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        console.print(f"no study named {sf.name} in {mask_url(url)} yet: run `automl search {args.study}`")
+        console.print(f"no study named {name} in {mask_url(url)} yet: run `automl search {args.study}`")
         return 1
     out = Path(args.out) if args.out else sf.run_dir / "report"
     files = write_report(study, sf, out)

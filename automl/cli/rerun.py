@@ -14,16 +14,28 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
 
     from automl.errors import AutoMLError
     from automl.study.runner import load_data
+    from automl.study.stages import current_study_name
     from automl.study.storage import open_storage, resolve_url
     from automl.trial.checkpoint import save_model
     from automl.trial.engine import Runtime, fit
     from automl.trial_config import TrialConfig
 
     sf = load_study(args)
-    study = optuna.load_study(study_name=sf.name, storage=open_storage(resolve_url(sf, args.storage), sf.storage))
+    storage = open_storage(resolve_url(sf, args.storage), sf.storage)
+    if args.stage is not None:
+        if args.stage not in [st.name for st in sf.stages]:
+            raise AutoMLError(f"--stage: {args.stage!r} is not a stage of {sf.name} "
+                              f"(stages: {', '.join(st.name for st in sf.stages) or 'none'})")
+        name = f"{sf.name}.{args.stage}"
+    else:
+        name = current_study_name(sf, storage)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        raise AutoMLError(f"no study named {name} yet: run `automl search {args.study}`") from None
     matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
     if not matches or "config" not in matches[0].user_attrs:
-        raise AutoMLError(f"study {sf.name} has no trial #{args.trial} with a stored config")
+        raise AutoMLError(f"study {name} has no trial #{args.trial} with a stored config")
     original = matches[0]
     cfg = TrialConfig.from_dict(original.user_attrs["config"])
     if args.epochs:
@@ -39,7 +51,8 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
 
     result = fit(cfg, data, Runtime.resolve(args.device or sf.device), on_epoch=on_epoch,
                  eval_subset=sf.eval.subset, eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers)
-    out = save_model(result.model, cfg, sf.run_dir / "reruns" / f"trial_{args.trial}",
+    folder = f"trial_{args.trial}" if name == sf.name else f"{name.removeprefix(sf.name + '.')}_trial_{args.trial}"
+    out = save_model(result.model, cfg, sf.run_dir / "reruns" / folder,
                      extra={"trial_number": args.trial, "value": result.history[-1].miou})
     console.print(f"saved to {out.relative_to(sf.run_dir.parent)}")
     return 0
@@ -51,4 +64,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trial", type=int, required=True, help="trial number")
     p.add_argument("--epochs", type=int, help="train this many epochs instead of the trial's")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--stage", help="a staged search's stage whose trial N this is (default: the latest stage begun)")
     p.set_defaults(func=cmd_rerun)

@@ -33,7 +33,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     if args.final or sf.final.after_search:
         from automl.cli.final import run_and_show
 
-        run_and_show(sf, console, storage=args.storage)
+        run_and_show(sf, console, storage=args.storage, data=prep.data)  # decoded once per process
     return 0
 
 

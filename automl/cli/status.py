@@ -20,23 +20,21 @@ def _hms(seconds: float | None) -> str:
 def cmd_status(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
-    from automl.study.stages import stage_study_name
+    from automl.study.stages import study_budgets
     from automl.study.status import study_status
     from automl.study.storage import mask_url, open_storage, resolve_url
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)
     storage = open_storage(url, sf.storage)
-    plans = ([(stage_study_name(sf, i), st.n_trials, st.timeout) for i, st in enumerate(sf.stages)]
-             or [(sf.name, sf.budget.n_trials, sf.budget.timeout)])
     shown = 0
-    for name, target, timeout in plans:
+    for name, target, timeout in study_budgets(sf):
         try:
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             console.print(f"study {name}: not started yet")
             continue
-        _print_status(console, study_status(study, target, timeout), url, staged=bool(sf.stages))
+        _print_status(console, study_status(study, sf, target, timeout), url, staged=bool(sf.stages))
         shown += 1
     if not shown:
         console.print(f"nothing in {mask_url(url)} yet: run `automl search {args.study}`")

@@ -35,6 +35,9 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
                   "stop_when": SearchGate(prep, plan, open_storage(prep.storage_url, sf.storage))}
     console.print(f"worker {args.worker_index} joins study [bold]{sf.name}[/] on {mask_url(prep.storage_url)} "
                   f"(device {prep.runtime.device}, {torch.get_num_threads()} threads)")
+    if prep.storage_url.startswith("journal://"):
+        console.print("[yellow]note:[/] a journal file has no heartbeat: if a worker on another machine dies, "
+                      "its trial stays RUNNING; across machines use PostgreSQL or MySQL", highlight=False)
     first = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False,
                         stage_index=0 if sf.stages else None)
     with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:

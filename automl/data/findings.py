@@ -78,8 +78,8 @@ def frequency_findings(audit: Audit) -> list[Finding]:
         if rare_px:
             remedies.append("the target-centred crop (augment.target_crop > 0), which centres crops on the "
                             "rarer classes of each image")
-            remedies.append(f"Dice or Focal loss terms (loss.dice, loss.focal), or class-weighted CE "
-                            f"(median-frequency weight {weights[c]:.1f})")
+            remedies.append(f"Dice or Focal loss terms (loss.dice, loss.focal in the search space); in your own "
+                            f"training code, a median-frequency CE class weight of {weights[c]:.1f}")
         if rare_im:
             remedies.append(f"oversample the {s.image_counts[c]} images that contain it (repeat them in train/)")
         out.append(Finding("frequency", f"{name} is {pct(px)} of pixels and appears in {pct(im)} of images "
@@ -89,8 +89,9 @@ def frequency_findings(audit: Audit) -> list[Finding]:
         if px >= DOMINANT_FACTOR * even and px >= DOMINANT_MIN:
             out.append(Finding("frequency", f"{name} dominates with {pct(px)} of pixels (an even split "
                                             f"gives {pct(even)})",
-                               f"mIoU weighs every class equally: Dice/Focal loss terms or class-weighted CE "
-                               f"(median-frequency weight {weights[c]:.2f}) keep it from drowning the loss"))
+                               f"mIoU weighs every class equally: Dice/Focal loss terms (loss.dice, loss.focal) "
+                               f"keep it from drowning the loss (median-frequency CE class weight: "
+                               f"{weights[c]:.2f})"))
     return out
 
 

@@ -67,6 +67,9 @@ class _Pair:
     mask: Path
 
 
+LISTED_MAX = 200  # problems shown in one error; the count says how many more
+
+
 def _pad_up(x: int, divisor: int) -> int:
     return -(-x // divisor) * divisor
 
@@ -75,12 +78,29 @@ def padded_size(size: tuple[int, int], divisor: int) -> tuple[int, int]:
     return _pad_up(size[0], divisor), _pad_up(size[1], divisor)
 
 
-def _files(folder: Path, exts: set[str]) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in exts}
+def _files(folder: Path, exts: set[str], problems: list[str], where: str) -> dict[str, Path]:
+    """Files by stem; two files with one stem (a.png and a.jpg) are a problem, not a silent pick."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not (p.is_file() and p.suffix.lower() in exts):
+            continue
+        if p.stem in out:
+            problems.append(f"{where}/{p.name}: same stem as {out[p.stem].name}; keep one of them")
+            continue
+        out[p.stem] = p
+    return out
 
 
 def scan(root: Path, *, required: tuple[str, ...] = ("train", "val")) -> dict[str, list[_Pair]]:
     """Pair images with masks per split; raise one DataError listing every problem."""
+    found, problems = _scan(root, required)
+    if problems:
+        raise DataError(_listing(root, problems))
+    return found
+
+
+def _scan(root: Path, required: tuple[str, ...]) -> tuple[dict[str, list[_Pair]], list[str]]:
+    """The pairs found per split, and every pairing problem (the pairs are still usable)."""
     problems: list[str] = []
     if not root.is_dir():
         raise DataError(f"data root not found: {root}")
@@ -96,7 +116,8 @@ def scan(root: Path, *, required: tuple[str, ...] = ("train", "val")) -> dict[st
         if missing:
             problems.extend(f"{split}/{d}/: missing folder" for d in missing)
             continue
-        images, masks = _files(idir, IMAGE_EXTS), _files(mdir, MASK_EXTS)
+        images = _files(idir, IMAGE_EXTS, problems, f"{split}/images")
+        masks = _files(mdir, MASK_EXTS, problems, f"{split}/masks")
         problems += [f"{split}/images/{images[s].name}: no mask with this stem" for s in images if s not in masks]
         problems += [f"{split}/masks/{masks[s].name}: no image with this stem" for s in masks if s not in images]
         lossy = [p for p in mdir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg"}]
@@ -105,15 +126,13 @@ def scan(root: Path, *, required: tuple[str, ...] = ("train", "val")) -> dict[st
         if not pairs:
             problems.append(f"{split}/: no image/mask pairs")
         found[split] = pairs
-    if problems:
-        raise DataError(_listing(root, problems))
-    return found
+    return found, problems
 
 
 def _listing(root: Path, problems: list[str]) -> str:
     head = f"dataset {root.name}/ has {len(problems)} problem(s):"
-    shown = problems[:50]
-    more = [f"  ... and {len(problems) - 50} more"] if len(problems) > 50 else []
+    shown = problems[:LISTED_MAX]
+    more = [f"  ... and {len(problems) - LISTED_MAX} more"] if len(problems) > LISTED_MAX else []
     return "\n".join([head, *(f"  {p}" for p in shown), *more])
 
 
@@ -151,10 +170,10 @@ def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple
 
 def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
                  *, required: tuple[str, ...] = ("train", "val")) -> Dataset:
-    """Scan, validate and decode every split into memory (threads: PIL releases the GIL)."""
-    pairs = scan(root, required=required)
+    """Scan, validate and decode every split into memory (threads: PIL releases the GIL). Pairing
+    problems do not stop the decode of the pairs found: one error lists every problem at once."""
+    pairs, problems = _scan(root, required)
     ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
-    problems: list[str] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for split, plist in pairs.items():
             results = list(pool.map(lambda p, s=split: _decode(p, s, len(classes), ignore_index), plist))

@@ -26,7 +26,8 @@ from automl.bundle.write import write_bundle
 from automl.data.folder import Dataset, Split, padded_size
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
-from automl.final.latency import Latency, measure_all, torch_threads
+from automl.final.latency import Latency, measure_all
+from automl.final.plot import plot_final
 from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
 from automl.final.report import VARIANT_NAMES, render_markdown
 from automl.final.retrain import (
@@ -49,7 +50,7 @@ from automl.study.runner import load_data
 from automl.study.storage import resolve_url
 from automl.trial.augment import eval_transform
 from automl.trial.engine import Runtime, subset_indices
-from automl.trial.latency import cpu_model_name
+from automl.trial.latency import cpu_model_name, torch_threads
 from automl.trial.model import count_params
 from automl.trial_config import TrialConfig
 
@@ -202,18 +203,19 @@ def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int,
 
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
-              trial_number: int | None = None, reuse_model: bool = False) -> FinalResult:
+              trial_number: int | None = None, reuse_model: bool = False, data: Dataset | None = None) -> FinalResult:
     """Retrain the best (or the given) trial of the study and write the bundle.
 
     ``out`` defaults to ``runs/<study>/bundle``; ``epochs`` overrides ``final.epochs``;
     ``reuse_model`` skips the retrain when ``runs/<study>/final_model`` holds one of the same
-    config and split (kept by every run, so a failure after the retrain costs no retrain).
+    config and split (kept by every run, so a failure after the retrain costs no retrain);
+    ``data``: the dataset the search already decoded in this process (else it is loaded).
     """
     t_start = time.monotonic()
     study = load_existing_study(sf, resolve_url(sf, storage))
     trial = pick_trial(study, sf, trial_number)
     cfg = final_config(trial, epochs or sf.final.epochs)
-    data = load_data(sf)
+    data = data if data is not None else load_data(sf)
     input_size = padded_size(data.max_size(), cfg.data.pad_divisor)
     notes = (["trained on train+val: val scores (and the TTA/INT8 decisions made on them) are optimistic"]
              if sf.final.train_on_trainval else [])
@@ -232,11 +234,12 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
         manifest = _manifest(sf, cfg, input_size, v)
         report = _report(sf, study, trial, cfg, trained, v, scorers, latency, model_only, data, notes)
         report["wall_s"] = round(time.monotonic() - t_start, 1)
-        write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
-                     render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
-                     onnx_int8=None if v.int8 is None else v.int8.path,
-                     model_extra={"study_name": sf.name, "trial_number": trial.number, "stage": "final",
-                                  "value": scorers["val"].scores["torch_fp32"].miou})
+        report = write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
+                              render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
+                              onnx_int8=None if v.int8 is None else v.int8.path,
+                              model_extra={"study_name": sf.name, "trial_number": trial.number, "stage": "final",
+                                           "value": scorers["val"].scores["torch_fp32"].miou},
+                              render_png=plot_final)
     log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
     _attach(sf, study, bundle_dir, report)
     return FinalResult(bundle_dir, manifest, report)
@@ -317,8 +320,9 @@ def _attach(sf: StudyFile, study: optuna.Study, bundle_dir: Path, report: dict) 
     from automl.study.artifacts import attach_file
 
     try:
-        for name in ("report.md", "report.json"):
-            attach_file(sf.run_dir, study, bundle_dir / name)
+        for name in ("report.md", "report.json", "report.png"):
+            if (bundle_dir / name).is_file():
+                attach_file(sf.run_dir, study, bundle_dir / name)
         val = report["evaluation"]["val"]
         study.set_user_attr("final", {
             "bundle": str(bundle_dir), "default": report["default_predictor"]["variant"],

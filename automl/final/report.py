@@ -88,6 +88,8 @@ def render_markdown(report: dict) -> str:
                   f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
                   f"{lat['warmup']} warm-up runs. \"Model alone\": the same predictor's "
                   "model on an already preprocessed input, logits out (no TTA, no argmax).", ""]
+    if report.get("figure"):
+        lines += [f"![retrain curve; val mIoU against latency per variant]({report['figure']})", ""]
 
     lines += ["## Per-class IoU (val)", ""]
     val = report["evaluation"]["val"]

@@ -91,8 +91,11 @@ class AugmentSpace(_Section):
     def _scales(self) -> AugmentSpace:
         if max(self.scale_min.values()) > min(self.scale_max.values()):
             raise ValueError("augment: every scale_min value must be <= every scale_max value")
-        if min(self.crop) < 32:
-            raise ValueError("augment.crop: height and width must be >= 32")
+        if min(self.crop) < 32 or any(c % 32 for c in self.crop):
+            # Training feeds crops to the model unpadded, and SMP's encoders need sides divisible
+            # by their output stride (32 at depth 5).
+            raise ValueError(f"augment.crop: height and width must be multiples of 32 (e.g. 96, 128, 384); "
+                             f"got {list(self.crop)}")
         return self
 
 
@@ -157,4 +160,4 @@ def load_search_space(path: Path) -> SearchSpace:
     try:
         return SearchSpace.model_validate(doc)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(str(path), err)) from None
+        raise ConfigError(format_validation_error(str(path), err, SearchSpace)) from None

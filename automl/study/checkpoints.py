@@ -1,8 +1,8 @@
 """Keep the weights of the best completed trial so far under ``runs/<study>/best_trial/``.
 
 ``automl inspect`` and the dashboard use them; the final stage retrains from the config anyway.
-Several workers may finish trials at once: the folder is replaced atomically and only when the
-new value beats the one recorded inside it.
+Several workers may finish trials at once: under a file lock, the folder is replaced (atomically)
+only when the new value beats the one recorded inside it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE, save_model
 from automl.trial.engine import FitResult
@@ -28,6 +29,10 @@ class BestTrialCheckpoint:
             return float("-inf")
 
     def __call__(self, trial: optuna.Trial, cfg: TrialConfig, result: FitResult, value: float) -> None:
-        if value > self.recorded_value():
-            save_model(result.model, cfg, self.dir, extra={"trial_number": trial.number, "value": value,
-                                                          "study_name": trial.study.study_name})
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        # read-compare-write as one step: two workers finishing together must not let the worse
+        # model land last
+        with FileLock(self.dir.parent / ".best_trial.lock", timeout=300):
+            if value > self.recorded_value():
+                save_model(result.model, cfg, self.dir, extra={"trial_number": trial.number, "value": value,
+                                                              "study_name": trial.study.study_name})

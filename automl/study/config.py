@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -255,13 +255,37 @@ class StudyFile(_Section):
         return self.data.root if self.data.root is not None else self.run_dir / "data"
 
 
-def format_validation_error(source: str, err: ValidationError) -> str:
+def _model_at(model: Any, loc: tuple) -> Any:
+    """The pydantic model class found by following ``loc`` from ``model`` (through fields, dict
+    values, list items and optionals), or None where the path leaves the models."""
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = field.annotation
+        while True:  # unwrap Optional[...], list[...], dict[str, ...], Annotated[...]
+            args = [a for a in get_args(model) if a is not type(None)]
+            if get_origin(model) in (list, tuple, dict) and args:
+                model = args[-1]
+            elif get_origin(model) is not None and len(args) == 1:
+                model = args[0]
+            else:
+                break
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def format_validation_error(source: str, err: ValidationError, model: type[BaseModel] | None = None) -> str:
     lines = [f"{source}: {err.error_count()} invalid field(s)"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+            parent = _model_at(model, tuple(p for p in e["loc"][:-1] if not isinstance(p, int))) if model else None
+            if parent is not None:
+                msg += f" (valid: {', '.join(parent.model_fields)})"
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -292,7 +316,7 @@ def load_study_file(path: str | Path, *, overrides: dict | None = None,
     try:
         study = StudyFile.model_validate(doc)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(str(path), err)) from None
+        raise ConfigError(format_validation_error(str(path), err, StudyFile)) from None
     base = path.parent
     updates: dict[str, Any] = {"search_space": _resolve(base, study.search_space), "runs_root": runs_root}
     if study.data.root is not None and not (overrides or {}).get("data.root"):

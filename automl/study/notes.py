@@ -9,6 +9,7 @@ no storage URL and no absolute path: artifacts are linked by their dashboard rou
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from optuna_dashboard import get_note, save_note
 
 from automl.study.budget import budget_state, miou_of
 from automl.study.config import StudyFile
+from automl.study.selection import pareto_front, selected_or_none
+from automl.study.stages import study_budgets
 from automl.trial.objective import SURPLUS
 from automl.trial_config import TrialConfig
 
@@ -157,8 +160,13 @@ def compute_importances(study: optuna.Study) -> Importances | None:
     if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
         return None
     try:
-        values = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=miou_of)
+        # PED-ANOVA ranks parameters by how they reach *low* target values whenever a target is
+        # given, so the mIoU goes in negated; its warnings say exactly that, and that small
+        # regimes are noisy, which the note states by giving the trial count.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            values = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=lambda t: -miou_of(t))
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter varies across the complete trials
         log.debug("no parameter importances: %s", exc)
         return None
@@ -179,9 +187,10 @@ def _model_of(t: FrozenTrial) -> str:
     return f"{m['arch']} / {m['encoder']}"
 
 
-def _best_lines(best: FrozenTrial) -> list[str]:
+def _best_lines(best: FrozenTrial, sf: StudyFile) -> list[str]:
     ua = best.user_attrs
-    lines = [f"## Best so far: trial #{best.number}, val mIoU {miou_of(best):.4f}", ""]
+    how = f"Picked from the Pareto front ({sf.pareto_pick.rule})" if sf.multi_objective else "Best so far"
+    lines = [f"## {how}: trial #{best.number}, val mIoU {miou_of(best):.4f}", ""]
     rows = config_rows(TrialConfig.from_dict(ua["config"])) if "config" in ua else []
     if "params_m" in ua and "latency_ms" in ua:
         rows.append(("size", f"{ua['params_m']:.2f} M parameters, {ua['latency_ms']:.1f} ms/image "
@@ -190,6 +199,14 @@ def _best_lines(best: FrozenTrial) -> list[str]:
         rows.append(("per-class IoU", ", ".join(f"{c} {_iou(v) if v is not None else '-'}"
                                                  for c, v in ua["miou_per_class"].items())))
     return lines + (_table(("setting", "value"), rows) + [""] if rows else [])
+
+
+def _front_lines(study: optuna.Study, sf: StudyFile) -> list[str]:
+    front = sorted(pareto_front(study, sf), key=lambda t: -miou_of(t))
+    rows = [(f"#{t.number}", f"{miou_of(t):.4f}", f"{t.user_attrs.get('latency_ms', float('nan')):.1f}",
+             f"{t.user_attrs.get('params_m', float('nan')):.2f}", _model_of(t)) for t in front]
+    return [f"## Pareto front ({len(front)} trials)", ""] + _table(
+        ("trial", "val mIoU", "latency ms", "params M", "model"), rows) + [""]
 
 
 def _top_lines(complete: list[FrozenTrial]) -> list[str]:
@@ -263,6 +280,9 @@ def _final_lines(study: optuna.Study, run_dir: Path | None, base: str) -> list[s
     if aid is not None:
         lines += [f"[report.md]({base}/{aid}) (study artifact)", ""]
         body = _read_artifact(run_dir, aid) if run_dir is not None else None
+        png = _latest_study_artifact(study, "report.png")
+        if body and png is not None:  # the report's own link is relative to the bundle folder
+            body = body.replace("](report.png)", f"]({base}/{png})")
         if body:
             if len(body) > MAX_INCLUDED_REPORT:
                 body = body[:MAX_INCLUDED_REPORT] + "\n\n(truncated: open report.md for the rest)"
@@ -291,19 +311,25 @@ def study_summary(study: optuna.Study, sf: StudyFile, importances: Importances |
     """
     base = artifact_base if artifact_base is not None else f"/artifacts/{study._study_id}"
     trials = study.get_trials(deepcopy=False)
-    b = budget_state(study, sf.budget.n_trials, sf.budget.timeout)
+    # a stage's own budget, not the whole search's
+    _, n_trials, timeout = next((b for b in study_budgets(sf) if b[0] == study.study_name),
+                                (study.study_name, sf.budget.n_trials, sf.budget.timeout))
+    b = budget_state(study, n_trials, timeout)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    limit = f" of {_hms(sf.budget.timeout)}" if sf.budget.timeout else ""
+    limit = f" of {_hms(timeout)}" if timeout else ""
     lines = [f"# Search summary: {study.study_name}", "",
-             f"**Budget:** {_n(sf.budget.n_trials, 'finished trial')}, {_n(sf.budget.trial_epochs, 'epoch')} each.  ",
+             f"**Budget:** {_n(n_trials, 'finished trial')}, {_n(sf.budget.trial_epochs, 'epoch')} each.  ",
              f"**Progress:** {b.finished}/{b.target} finished, search time {_hms(b.elapsed_s)}{limit}.  ",
              "**Trials:** " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none yet") + ".", ""]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    if complete:
-        lines += _best_lines(max(complete, key=lambda t: miou_of(t)))
-        lines += _top_lines(complete)
+    selected = selected_or_none(study, sf)  # the trial the final stage takes: feasible, pareto_pick
+    if selected is not None:
+        lines += _best_lines(selected, sf)
+        lines += _front_lines(study, sf) if sf.multi_objective else _top_lines(complete)
+    elif complete:
+        lines += ["No completed trial meets the constraints yet.", ""]
     else:
         lines += ["No completed trial yet.", ""]
     lines += _outcome_lines(trials)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import socket
 
@@ -21,6 +22,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.trial.objective import INTERRUPTED
+
+log = logging.getLogger(__name__)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -76,8 +79,29 @@ def requeue_interrupted(study: optuna.Study, max_retries: int) -> list[int]:
     return out
 
 
+def _note_failures(study: optuna.Study, trial_ids: set[int]) -> None:
+    """Dashboard notes for trials that ended outside ``optimize`` (its callbacks never saw them)."""
+    from automl.study.notes import write_trial_note
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        if t._trial_id in trial_ids:
+            try:
+                write_trial_note(study, t)
+            except Exception as exc:  # noqa: BLE001 - a missing note is no reason to stop recovering
+                log.warning("could not write the note of trial %d: %s: %s", t.number, type(exc).__name__, exc)
+
+
 def recover(study: optuna.Study, max_retries: int) -> None:
-    """Everything above, plus Optuna's heartbeat check (RDB storages only)."""
+    """Everything above, plus Optuna's heartbeat check (RDB storages only); each trial failed
+    here, or retried after an interruption, gets its dashboard note."""
+    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     fail_stale_trials(study)
     reap_dead_local_trials(study, max_retries)
-    requeue_interrupted(study, max_retries)
+    interrupted = requeue_interrupted(study, max_retries)
+    if running:
+        running -= {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if interrupted:
+        running |= {t._trial_id for t in study.get_trials(deepcopy=False) if t.number in interrupted}
+    ended = running
+    if ended:
+        _note_failures(study, ended)

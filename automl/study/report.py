@@ -26,6 +26,7 @@ from automl.study.notes import (
     compute_importances,
     study_summary,
 )
+from automl.study.selection import selected_or_none
 
 HISTORY, INTERMEDIATE, IMPORTANCES, LATENCY = ("history.png", "intermediate.png", "importances.png",
                                                "miou_vs_latency.png")
@@ -74,7 +75,9 @@ def plot_history(study: optuna.Study, path: Path) -> Path:
 
     if not _complete(study):
         raise ValueError("no complete trial yet")
-    ax = plot_optimization_history(study, target_name=_metric(study))
+    # a Pareto study has several objectives: Optuna draws one when told which (mIoU)
+    target = {"target": miou_of} if len(study.directions) > 1 else {}
+    ax = plot_optimization_history(study, target_name=_metric(study), **target)
     return _save(ax, path, f"{study.study_name}: {_metric(study)} by trial (complete trials)", integer_x=True)
 
 
@@ -109,12 +112,12 @@ def plot_importances(study: optuna.Study, path: Path, imp: Importances | None) -
     return _save(ax, path, f"{study.study_name}: parameter importances over {imp.n_trials} complete trials")
 
 
-def plot_miou_vs_latency(study: optuna.Study, path: Path) -> Path:
+def plot_miou_vs_latency(study: optuna.Study, sf: StudyFile, path: Path) -> Path:
     plt = _pyplot()
     trials = [t for t in _complete(study) if "latency_ms" in t.user_attrs and t.values]
     if not trials:
         raise ValueError("no complete trial with a latency")
-    best = max(trials, key=lambda t: miou_of(t))
+    best = selected_or_none(study, sf)
     fig, ax = plt.subplots()
     by_arch: dict[str, list] = {}
     for t in trials:
@@ -126,8 +129,9 @@ def plot_miou_vs_latency(study: optuna.Study, path: Path) -> Path:
         enc = t.user_attrs.get("config", {}).get("model", {}).get("encoder", "")
         ax.annotate(f"#{t.number} {enc}", (t.user_attrs["latency_ms"], miou_of(t)), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
-    ax.scatter([best.user_attrs["latency_ms"]], [miou_of(best)], marker="*", s=220, facecolors="none",
-               edgecolors="black", label=f"best #{best.number}")
+    if best is not None and "latency_ms" in best.user_attrs:
+        ax.scatter([best.user_attrs["latency_ms"]], [miou_of(best)], marker="*", s=220, facecolors="none",
+                   edgecolors="black", label=f"selected #{best.number}")
     devices = sorted({str(t.user_attrs.get("latency_device", "?")) for t in trials})
     ax.set_xlabel(f"latency ms/image (batch 1, {', '.join(devices)}, measured before training)")
     ax.set_ylabel(_metric(study))
@@ -143,7 +147,7 @@ def write_report(study: optuna.Study, sf: StudyFile, out_dir: Path) -> ReportFil
         (HISTORY, "Optimization history", lambda p: plot_history(study, p)),
         (INTERMEDIATE, "val mIoU per epoch", lambda p: plot_intermediate(study, p)),
         (IMPORTANCES, "Parameter importances", lambda p: plot_importances(study, p, imp)),
-        (LATENCY, "val mIoU vs latency", lambda p: plot_miou_vs_latency(study, p)),
+        (LATENCY, "val mIoU vs latency", lambda p: plot_miou_vs_latency(study, sf, p)),
     ]
     files = ReportFiles(out_dir / "report.md")
     sections = []

@@ -27,11 +27,11 @@ from automl.study.checkpoints import BestTrialCheckpoint
 from automl.study.config import StudyFile
 from automl.study.dashboard_hooks import morning_view
 from automl.study.recovery import recover
-from automl.study.selection import select_trial
-from automl.study.stages import check_patterns, stage_start, stage_study_name
+from automl.study.selection import selected_or_none
+from automl.study.stages import check_patterns, stage_start, stage_study_name, study_budgets
 from automl.study.storage import mask_url, open_storage, resolve_url
 from automl.trial.engine import Runtime
-from automl.trial.latency import LatencyCache, device_name, measure_model
+from automl.trial.latency import LatencyCache, measure_model
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec, ModelSpec
@@ -77,7 +77,7 @@ def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
 
 
 def latency_cache(sf: StudyFile) -> LatencyCache:
-    return LatencyCache(sf.run_dir / "latency_cache.json")
+    return LatencyCache(sf.run_dir / "latency_cache.json", threads=sf.final.latency_threads)
 
 
 def feasible_pairs(pairs: list[str], depth: int, sf: StudyFile, runtime: Runtime,
@@ -100,7 +100,7 @@ def feasible_pairs(pairs: list[str], depth: int, sf: StudyFile, runtime: Runtime
         if smallest is None or m["latency_ms"] < smallest[1]["latency_ms"]:
             smallest = (pair, m)
     if not ok:
-        raise ConfigError(f"constraints: no architecture/encoder pair meets them on {device_name(runtime)}; the "
+        raise ConfigError(f"constraints: no architecture/encoder pair meets them on {cache.device(runtime)}; the "
                           f"fastest, {smallest[0]}, takes {smallest[1]['latency_ms']:.1f} ms with "
                           f"{smallest[1]['params_m']:.2f} M params")
     return ok
@@ -141,19 +141,15 @@ def make_pruner(sf: StudyFile) -> optuna.pruners.BasePruner:
 _METRIC_NAMES = {"val_miou": "val mIoU", "latency_ms": "latency ms", "params_m": "params M"}
 
 
-def open_study(sf: StudyFile, storage_url: str, *, worker_index: int = 0, study_name: str | None = None,
-               fixed_params: dict | None = None) -> optuna.Study:
+def open_study(sf: StudyFile, storage_url: str, *, worker_index: int = 0, study_name: str | None = None) -> optuna.Study:
     storage = open_storage(storage_url, sf.storage)
     directions = ["maximize"] + ["minimize"] * (len(sf.objectives) - 1)
     study = optuna.create_study(study_name=study_name or sf.name, storage=storage, directions=directions,
                                 pruner=make_pruner(sf), load_if_exists=True)
     # A resumed search (or a second worker) must not replay the first session's random draws.
     offset = len(study.get_trials(deepcopy=False)) + 7919 * worker_index
-    sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-        seed=sf.sampler.seed + offset, n_startup_trials=sf.sampler.n_startup_trials)
-    if fixed_params:
-        sampler = optuna.samplers.PartialFixedSampler(fixed_params, sampler)
-    study.sampler = sampler
+    study.sampler = optuna.samplers.TPESampler(seed=sf.sampler.seed + offset,
+                                               n_startup_trials=sf.sampler.n_startup_trials)
     return study
 
 
@@ -176,6 +172,23 @@ class FailureStreak:
             study.stop()
 
 
+def keep_model_choices(study: optuna.Study, prep: Prepared) -> None:
+    """Sample the model from the same list for the whole life of a study.
+
+    Which pairs are usable depends on measured latency (constraints), so a resumed session, or a
+    worker on another machine, can find a different list; Optuna refuses a categorical whose
+    choices change within a study, and every trial would fail. The first session's list is kept
+    on the study; a pair it holds that is now over a limit is still pruned before it trains.
+    """
+    stored = study.user_attrs.get("model_choices")
+    if stored is None:
+        study.set_user_attr("model_choices", list(prep.space.pairs))
+    elif list(stored) != list(prep.space.pairs):
+        log.info("model choices: keeping the study's %d pairs (this session found %d usable)", len(stored),
+                 len(prep.space.pairs))
+        prep.space.pairs = list(stored)
+
+
 def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True,
                 stage_index: int | None = None, start_params: dict | None = None) -> optuna.Study:
     """Open (or create) the study of the whole search or of one stage, and enqueue its first trial.
@@ -184,18 +197,25 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
     """
     sf = prep.sf
     start = start_params if start_params is not None else prep.space.checked_baseline()
-    fixed = stage_start(sf.stages[stage_index], start) if stage_index is not None else None
     study = open_study(sf, prep.storage_url, worker_index=worker_index,
-                       study_name=stage_study_name(sf, stage_index), fixed_params=fixed)
+                       study_name=stage_study_name(sf, stage_index))
+    keep_model_choices(study, prep)
+    if stage_index is not None:
+        # The first worker to reach a stage decides what it fixes; a worker that finished the
+        # previous stage later (and saw another winner) follows that decision.
+        fixed = study.user_attrs.get("fixed_params")
+        if fixed is None:
+            fixed = stage_start(sf.stages[stage_index], start)
+            study.set_user_attr("stage", sf.stages[stage_index].name)
+            study.set_user_attr("fixed_params", fixed)
+        start = {**start, **fixed}
+        study.sampler = optuna.samplers.PartialFixedSampler(fixed, study.sampler)
     if not study.get_trials(deepcopy=False):
         if study.metric_names is None:
             # what optuna-dashboard shows instead of "Objective 0"
             study.set_metric_names([_METRIC_NAMES[o] for o in sf.objectives])
         study.set_user_attr("data_spec", prep.data_spec.model_dump(mode="json"))
         study.set_user_attr("input_size", list(prep.input_size))
-        if stage_index is not None:
-            study.set_user_attr("stage", sf.stages[stage_index].name)
-            study.set_user_attr("fixed_params", fixed)
         if enqueue_baseline or stage_index:
             study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
         if enqueue_baseline and stage_index is None:
@@ -263,8 +283,9 @@ def run_all(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = T
             **search_kwargs) -> optuna.Study:
     """The whole search: one study, or each stage in turn. Returns the study the final stage uses.
 
-    ``timeout_s`` caps the search time; a staged search shares it between stages in proportion
-    to their trial budgets (a stage's own ``timeout`` applies if smaller).
+    ``timeout_s`` (default ``budget.timeout``) caps the search time; a staged search shares it
+    between stages in proportion to their trial budgets (a stage's own ``timeout`` applies if
+    smaller).
     """
     sf = prep.sf
     if not sf.stages:
@@ -273,15 +294,21 @@ def run_all(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = T
             on_study(study, sf.budget.n_trials)
         return run_search(prep, study, timeout_s=timeout_s, **search_kwargs)
     start = None
-    total_trials = sum(st.n_trials for st in sf.stages)
+    # budget.timeout (or timeout_s) is the whole search's time: the stages share it
+    budgets = study_budgets(sf, timeout_s)
     for i, stage in enumerate(sf.stages):
         study = setup_study(prep, worker_index=worker_index, enqueue_baseline=enqueue_baseline, stage_index=i,
                             start_params=start)
         if on_study:
             on_study(study, stage.n_trials)
-        limits = [t for t in (stage.timeout, timeout_s and timeout_s * stage.n_trials / total_trials) if t]
-        run_search(prep, study, target=stage.n_trials, timeout_s=min(limits) if limits else None, **search_kwargs)
-        start = select_trial(study, sf).params
+        _, target, limit = budgets[i]
+        run_search(prep, study, target=target, timeout_s=limit, **search_kwargs)
+        if i + 1 < len(sf.stages):
+            winner = selected_or_none(study, sf)
+            if winner is None:
+                log.warning("stage %s completed no feasible trial; the next stage starts where this one did",
+                            stage.name)
+            start = winner.params if winner is not None else start
     return study
 
 

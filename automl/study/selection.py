@@ -1,22 +1,47 @@
-"""Which trial the final stage takes: the best (feasible) one, or one picked from a Pareto front."""
+"""Which trial the final stage takes: the best feasible one, or one picked from a Pareto front.
+
+Feasibility is judged against the study file's *current* limits as well as the constraint values
+Optuna stored: a study resumed with a tighter (or a new) ``constraints`` section must not hand
+the final stage a model its trials were never checked against (Optuna counts a trial without
+constraint values as feasible).
+"""
 
 from __future__ import annotations
 
 import math
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import AutoMLError
 from automl.study.config import StudyFile
 
 
-def _feasible(t: FrozenTrial) -> bool:
-    return all(v <= 0 for v in t.constraints.values())
+def feasible(t: FrozenTrial, sf: StudyFile) -> bool:
+    if any(v > 0 for v in t.constraints.values()):
+        return False
+    c, ua = sf.constraints, t.user_attrs
+    for limit, key in ((c.max_latency_ms, "latency_ms"), (c.max_params_m, "params_m")):
+        if limit is not None and (key not in ua or ua[key] > limit):
+            return False
+    return True
 
 
-def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    return [t for t in study.best_trials if _feasible(t)]
+def feasible_complete(study: optuna.Study, sf: StudyFile) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.values and feasible(t, sf)]
+
+
+def _dominates(a: FrozenTrial, b: FrozenTrial, directions: list[optuna.study.StudyDirection]) -> bool:
+    sign = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in directions]
+    better = [s * x >= s * y for s, x, y in zip(sign, a.values, b.values)]
+    return all(better) and a.values != b.values
+
+
+def pareto_front(study: optuna.Study, sf: StudyFile) -> list[FrozenTrial]:
+    """The non-dominated feasible trials (Optuna's ``best_trials`` does not know the current limits)."""
+    ok = feasible_complete(study, sf)
+    return [t for t in ok if not any(_dominates(o, t, study.directions) for o in ok)]
 
 
 def knee(front: list[FrozenTrial]) -> FrozenTrial:
@@ -37,20 +62,27 @@ def knee(front: list[FrozenTrial]) -> FrozenTrial:
 
 
 def select_trial(study: optuna.Study, sf: StudyFile) -> FrozenTrial:
-    if not sf.multi_objective:
-        try:
-            return study.best_trial
-        except ValueError:
-            raise AutoMLError(f"study {study.study_name} has no completed feasible trial yet") from None
-    front = pareto_front(study)
-    if not front:
+    ok = feasible_complete(study, sf)
+    if not ok:
         raise AutoMLError(f"study {study.study_name} has no completed feasible trial yet")
+    if not sf.multi_objective:
+        return max(ok, key=lambda t: t.values[0])
     rule = sf.pareto_pick
     if rule.rule == "knee":
-        return knee(front)
-    ok = [t for t in front
-          if (rule.max_latency_ms is None or t.user_attrs["latency_ms"] <= rule.max_latency_ms)
-          and (rule.max_params_m is None or t.user_attrs["params_m"] <= rule.max_params_m)]
-    if not ok:
-        raise AutoMLError("pareto_pick: no trial on the Pareto front is under the given limit")
-    return max(ok, key=lambda t: t.values[0])
+        return knee(pareto_front(study, sf))
+    # Every feasible trial, not only the front: with objectives [val_miou, params_m] the best trial
+    # under a latency limit need not be on the params front.
+    under = [t for t in ok
+             if (rule.max_latency_ms is None or t.user_attrs.get("latency_ms", math.inf) <= rule.max_latency_ms)
+             and (rule.max_params_m is None or t.user_attrs.get("params_m", math.inf) <= rule.max_params_m)]
+    if not under:
+        raise AutoMLError("pareto_pick: no completed feasible trial is under the given limit")
+    return max(under, key=lambda t: t.values[0])
+
+
+def selected_or_none(study: optuna.Study, sf: StudyFile) -> FrozenTrial | None:
+    """:func:`select_trial`, or None while there is nothing to select (for summaries and notes)."""
+    try:
+        return select_trial(study, sf)
+    except AutoMLError:
+        return None

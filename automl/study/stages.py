@@ -12,6 +12,8 @@ from __future__ import annotations
 from fnmatch import fnmatch
 from typing import Any
 
+import optuna
+
 from automl.errors import ConfigError
 from automl.study.config import StageSection, StudyFile
 
@@ -23,6 +25,32 @@ def stage_study_name(sf: StudyFile, index: int | None) -> str:
 def search_study_names(sf: StudyFile) -> list[str]:
     """The Optuna studies of the whole search: one per stage, or the study itself."""
     return [stage_study_name(sf, i) for i in range(len(sf.stages))] if sf.stages else [sf.name]
+
+
+def study_budgets(sf: StudyFile, timeout_s: float | None = None) -> list[tuple[str, int, float | None]]:
+    """(study name, finished-trial target, time limit) of each study of the search: a stage's own
+    ``n_trials``, and its ``timeout`` or its share (by ``n_trials``) of the search's time,
+    whichever is smaller. The search's time is ``timeout_s``, by default ``budget.timeout``."""
+    search_s = timeout_s if timeout_s is not None else sf.budget.timeout
+    if not sf.stages:
+        return [(sf.name, sf.budget.n_trials, search_s)]
+    total = sum(st.n_trials for st in sf.stages)
+    out = []
+    for i, st in enumerate(sf.stages):
+        limits = [t for t in (st.timeout, search_s and search_s * st.n_trials / total) if t]
+        out.append((stage_study_name(sf, i), st.n_trials, min(limits) if limits else None))
+    return out
+
+
+def current_study_name(sf: StudyFile, storage: optuna.storages.BaseStorage) -> str:
+    """The study a user looks at (dashboard, report, rerun, where audit and inspect attach): the
+    study itself; for a staged search the latest stage that has begun, which is the one the final
+    stage reports into once the search reached it, else the first stage."""
+    if not sf.stages:
+        return sf.name
+    names = search_study_names(sf)
+    existing = set(optuna.get_all_study_names(storage))
+    return next((n for n in reversed(names) if n in existing), names[0])
 
 
 def searched(param: str, stage: StageSection) -> bool:

@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.study.budget import BudgetState, budget_state, miou_of
+from automl.study.config import StudyFile
 
 
 @dataclass
@@ -27,7 +28,8 @@ class StudyStatus:
     run: dict = field(default_factory=dict)  # `automl run` bookkeeping: where the budget went
 
 
-def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> StudyStatus:
+def study_status(study: optuna.Study, sf: StudyFile, target: int, timeout_s: float | None) -> StudyStatus:
+    from automl.study.selection import selected_or_none
     from automl.trial_config import TrialConfig
 
     trials = study.get_trials(deepcopy=False)
@@ -47,10 +49,9 @@ def study_status(study: optuna.Study, target: int, timeout_s: float | None) -> S
             eta = min(eta, max(0.0, timeout_s - b.elapsed_s))
     best_number = best_value = None
     summary = ""
-    completed = [t for t in trials if t.state == TrialState.COMPLETE]
-    if completed:
-        # single objective: Optuna's feasible-aware best; Pareto: the highest mIoU on the front
-        best = study.best_trial if len(study.directions) == 1 else max(study.best_trials, key=miou_of)
+    # the trial the final stage would take: best feasible, or pareto_pick's choice from the front
+    best = selected_or_none(study, sf)
+    if best is not None:
         best_number, best_value = best.number, miou_of(best)
         if "config" in best.user_attrs:
             summary = TrialConfig.from_dict(best.user_attrs["config"]).summary()

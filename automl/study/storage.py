@@ -23,7 +23,8 @@ from automl.study.config import StorageSection, StudyFile
 
 log = logging.getLogger(__name__)
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*)(?::(?P<pw>[^@/]*))?@", re.I)
+# A password may hold "/" (SQLAlchemy takes everything up to the "@"); only "@" must be %-encoded.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*)(?::(?P<pw>[^@\s]*))?@", re.I)
 
 
 _FILE_URL = re.compile(r"^(?P<scheme>sqlite:///|journal://)(?P<path>/.+)$")
@@ -61,7 +62,12 @@ def resolve_url(sf: StudyFile, override: str | None = None) -> str:
 
 
 def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
-    """An Optuna storage with heartbeat, so trials of dead workers are failed and retried."""
+    """An Optuna storage with heartbeat, so trials of dead workers are failed and retried.
+
+    Optuna's JournalStorage has no heartbeat: on a journal file only workers of this host are
+    reaped when they die (by pid, ``recovery.reap_dead_local_trials``). A trial of a dead worker on
+    another machine stays RUNNING, so for several machines use PostgreSQL or MySQL.
+    """
     if url.startswith("journal://"):
         path = Path(url[len("journal://"):])
         path.parent.mkdir(parents=True, exist_ok=True)

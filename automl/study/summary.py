@@ -19,13 +19,13 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def front_table(study: optuna.Study) -> Table:
+def front_table(study: optuna.Study, sf: StudyFile) -> Table:
     from automl.study.selection import pareto_front
 
     table = Table(title="Pareto front")
     for col in ("trial", "val mIoU", "latency ms", "params M", "model"):
         table.add_column(col)
-    for t in sorted(pareto_front(study), key=lambda t: -t.values[0]):
+    for t in sorted(pareto_front(study, sf), key=lambda t: -t.values[0]):
         cfg = TrialConfig.from_dict(t.user_attrs["config"])
         table.add_row(str(t.number), f"{t.values[0]:.4f}", f"{t.user_attrs['latency_ms']:.1f}",
                       f"{t.user_attrs['params_m']:.2f}", f"{cfg.model.arch}/{cfg.model.encoder}")
@@ -44,7 +44,7 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
         console.print(str(exc))
         return
     if sf.multi_objective:
-        console.print(front_table(study))
+        console.print(front_table(study, sf))
     cfg = TrialConfig.from_dict(best.user_attrs["config"])
     how = f"picked from the front ({sf.pareto_pick.rule})" if sf.multi_objective else "best trial"
     table = Table(title=f"{how} #{best.number}: val mIoU {best.values[0]:.4f}", show_header=False)

@@ -2,18 +2,27 @@
 
 Latency and size depend only on architecture × encoder × depth × head × input size × device,
 not on the trained weights, so each combination is measured once and cached in
-``runs/<study>/latency_cache.json``. The key also holds the torch version, the thread count and
-the processor, so a cache copied to another machine or upgraded install is never reused.
+``runs/<study>/latency_cache.json``. The key also holds the processor, the thread count, the
+torch / segmentation-models-pytorch / timm versions and a hash of our model-building code, so a
+cache copied to another machine, or kept across an upgrade, is never reused.
+
+On a CPU the measurement uses a fixed thread count (``final.latency_threads``, as the final
+report does), not the process's own: a constraint must not pass with ``automl search`` on all
+cores and fail under ``--workers 2``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import tempfile
 import time
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -57,21 +66,57 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def device_name(runtime: Runtime) -> str:
+def device_name(runtime: Runtime, threads: int | None = None) -> str:
     if runtime.device.type == "cuda":
         return torch.cuda.get_device_name(runtime.device)
-    return f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
+    return f"{cpu_model_name()} ({threads or torch.get_num_threads()} threads)"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then put the process's count back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def cpu_threads(runtime: Runtime, threads: int | None) -> Iterator[None]:
+    """:func:`torch_threads` on a CPU; unchanged on CUDA or for None."""
+    if runtime.device.type == "cuda" or threads is None:
+        yield
+        return
+    with torch_threads(threads):
+        yield
+
+
+@lru_cache(maxsize=1)
+def _software() -> str:
+    from importlib.metadata import version
+
+    from automl.trial import model as model_code
+
+    code = hashlib.sha1(Path(model_code.__file__).read_bytes()).hexdigest()[:10]
+    return f"torch{torch.__version__}|smp{version('segmentation_models_pytorch')}|timm{version('timm')}|model{code}"
 
 
 class LatencyCache:
-    def __init__(self, path: Path | None):
-        self.path = path
+    """``threads``: CPU threads for each measurement (None: the process's own)."""
+
+    def __init__(self, path: Path | None, threads: int | None = None):
+        self.path, self.threads = path, threads
         self.memory: dict[str, dict] = {}
+
+    def device(self, runtime: Runtime) -> str:
+        return device_name(runtime, self.threads)
 
     def key(self, spec: ModelSpec, num_classes: int, size: tuple[int, int], runtime: Runtime) -> str:
         return "|".join([spec.arch, spec.encoder, f"depth{spec.encoder_depth}", f"aux{int(spec.aux_head)}",
-                         f"classes{num_classes}", f"{size[0]}x{size[1]}", device_name(runtime),
-                         str(runtime.amp_dtype), f"torch{torch.__version__}"])
+                         f"classes{num_classes}", f"{size[0]}x{size[1]}", self.device(runtime),
+                         str(runtime.amp_dtype), f"cl{int(runtime.channels_last)}", _software()])
 
     def _read(self) -> dict:
         if self.path is None or not self.path.is_file():
@@ -111,7 +156,8 @@ def measure_model(spec: ModelSpec, num_classes: int, size: tuple[int, int], runt
         model = build_model(spec, num_classes).to(runtime.device)
         if runtime.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        found = {"params_m": round(count_params(model) / 1e6, 4),
-                 "latency_ms": round(measure_latency_ms(model, size, runtime), 2)}
+        with cpu_threads(runtime, cache.threads):
+            latency = measure_latency_ms(model, size, runtime)
+        found = {"params_m": round(count_params(model) / 1e6, 4), "latency_ms": round(latency, 2)}
         cache.put(key, found)
     return found

@@ -3,7 +3,9 @@
 Everything a later stage or the dashboard needs is stored on the trial's user_attrs:
 ``config`` (the resolved TrialConfig), ``seed``, ``params_m``, ``latency_ms``,
 ``miou_per_class``, ``epoch_times_s``, ``epochs_run``, ``stop_reason``, ``compute_s``,
-``wall_s``, ``peak_mem_mb``. Writes are batched so that a trial costs few storage writes.
+``wall_s``, ``peak_mem_mb``. They are written when the trial starts and when it ends (one storage
+write each: Optuna has no multi-attribute write), never per epoch, where the only write is the
+``trial.report`` of a scored epoch.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from automl.trial.engine import (
     TrialTimeout,
     fit,
 )
-from automl.trial.latency import LatencyCache, device_name, measure_model
+from automl.trial.latency import LatencyCache, measure_model
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
 from automl.trial_config import DataSpec, TrialConfig
@@ -139,7 +141,11 @@ class Objective:
                 result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
             value = history[-1].miou
             for hook in self.completed_hooks:
-                hook(trial, cfg, result, value)
+                try:
+                    hook(trial, cfg, result, value)
+                except Exception as exc:  # noqa: BLE001 - a side output must not fail a trained trial
+                    log.warning("trial %d: %s failed: %s: %s", trial.number, type(hook).__name__,
+                                type(exc).__name__, exc)
             if not s.prune:
                 measured = {"val_miou": value, "latency_ms": attrs["latency_ms"], "params_m": attrs["params_m"]}
                 return tuple(measured[name] for name in s.objectives)
@@ -237,4 +243,4 @@ class Objective:
     def _measure(self, cfg: TrialConfig) -> dict:
         """Parameter count and batch-1 latency at the study's input size, before training (cached)."""
         found = measure_model(cfg.model, cfg.data.num_classes, self.input_size, self.runtime, self.latency_cache)
-        return {**found, "latency_device": device_name(self.runtime), "input_size": list(self.input_size)}
+        return {**found, "latency_device": self.latency_cache.device(self.runtime), "input_size": list(self.input_size)}

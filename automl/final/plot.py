@@ -1,0 +1,49 @@
+"""The final report's figure (``report.png`` in the bundle): the retrain's val curve, and val mIoU
+against end-to-end ``predict()`` latency for every variant, the bundle's default marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automl.final.report import VARIANT_NAMES
+
+
+def plot_final(report: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    fig, (curve, trade) = plt.subplots(1, 2, figsize=(11, 4.2))
+    history = report["retrain"].get("history") or []
+    if history:
+        curve.plot([h["epoch"] for h in history], [h["val_miou"] for h in history], marker="o", color="tab:blue")
+        full = [h for h in history if h.get("full_val")]
+        curve.scatter([h["epoch"] for h in full], [h["val_miou"] for h in full], s=70, facecolors="none",
+                      edgecolors="black", label="full val (others: the eval subset)", zorder=3)
+        if full:
+            curve.legend(fontsize=8)
+    else:
+        curve.text(0.5, 0.5, "retrain reused: no curve", ha="center", va="center", transform=curve.transAxes)
+    curve.set_xlabel("epoch")
+    curve.set_ylabel("val mIoU")
+    curve.set_title(f"final retrain: {report['retrain']['epochs']} epochs")
+    curve.grid(alpha=0.3)
+
+    val, lat = report["evaluation"]["val"], report["latency"]["results"]
+    default = report["default_predictor"]["variant"]
+    for key, name in VARIANT_NAMES.items():
+        if key in val and key in lat:
+            x, y = lat[key]["median_ms"], val[key]["miou"]
+            trade.scatter([x], [y], s=160 if key == default else 50, marker="*" if key == default else "o")
+            trade.annotate(name + (" (default)" if key == default else ""), (x, y), fontsize=8, xytext=(4, 4),
+                           textcoords="offset points")
+    trade.set_xlabel(f"predict() ms, batch 1, {report['latency']['threads']} threads")
+    trade.set_ylabel("val mIoU")
+    trade.set_title("variants: accuracy against latency")
+    trade.grid(alpha=0.3)
+    fig.suptitle(f"Final report: {report['study']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
