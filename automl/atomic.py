@@ -49,12 +49,20 @@ def atomic_dir(out_dir: Path, *, keep_if: Callable[[Path], bool] | None = None) 
     try:
         yield tmp
         _shareable(tmp)
-        if keep_if is not None and keep_if(out_dir):
+        if keep_if is None:
+            _swap_in(tmp, out_dir)
+            return
+        # Racing writers of the same content: a complete folder is never moved aside, since a
+        # reader would find no folder at all between the two renames of a swap.
+        if keep_if(out_dir):
             return
         try:
-            _swap_in(tmp, out_dir)
+            if not out_dir.exists():
+                os.replace(tmp, out_dir)  # fails if another writer's folder landed meanwhile
+            elif not keep_if(out_dir):  # check again: it may have landed since the first look
+                _swap_in(tmp, out_dir)  # an outdated folder: replace it
         except OSError:  # another writer's rename came first
-            if keep_if is None or not keep_if(out_dir):
+            if not keep_if(out_dir):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

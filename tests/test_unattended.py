@@ -131,6 +131,31 @@ def test_sigterm_leaves_no_running_trial_and_resume_retries_it(tiny_study, runs_
     assert "interrupted" in get_note(optuna.Trial(study, interrupted._trial_id))
 
 
+def test_an_interrupt_dropped_by_a_finalizer_is_raised_again(monkeypatch):
+    """Python drops an exception raised inside ``__del__`` or a weakref callback. A SIGTERM that
+    lands there must still stop the process: CI once saw a search finish after its SIGTERM, the
+    KeyboardInterrupt "ignored" inside a SQLAlchemy garbage-collection callback."""
+    import pytest
+
+    from automl.cli import install_interrupts
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # put back after the test
+    before = signal.getsignal(signal.SIGTERM)
+
+    class Finalizer:
+        def __del__(self):
+            raise KeyboardInterrupt  # what the SIGTERM handler does when the signal lands here
+
+    try:
+        install_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            Finalizer()  # collected at once: its exception is dropped, then raised again here
+            for _ in range(200):
+                time.sleep(0.005)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_stale_trial_of_a_remote_worker_is_retried_by_heartbeat(pg_url, tiny_study, runs_root, tmp_path):
     """A worker on another machine dies: nobody can check its pid, only its heartbeat stops."""
     name = f"hb_{uuid.uuid4().hex[:8]}"

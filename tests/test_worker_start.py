@@ -55,6 +55,27 @@ def test_a_dataset_is_invisible_until_complete_and_a_faster_twin_wins(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
+def test_a_complete_folder_that_lands_during_the_check_is_kept(tmp_path):
+    """The race CI hit: a writer looks (nothing there), a twin's complete folder lands, and the
+    writer must keep it rather than swap it out, which leaves readers a moment with no folder."""
+    from automl.atomic import atomic_dir
+
+    out, looks = tmp_path / "data", []
+
+    def complete(path):
+        looks.append(path.exists())
+        if len(looks) == 1:  # right after the first look, the twin's rename lands
+            path.mkdir()
+            (path / "done").write_text("twin")
+            return False
+        return (path / "done").is_file()
+
+    with atomic_dir(out, keep_if=complete) as tmp:
+        (tmp / "done").write_text("mine")
+    assert (out / "done").read_text() == "twin"
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
 def _fresh_database(url: str, name: str) -> str:
     """CREATE DATABASE name on the server of ``url``; the URL of the new, empty database."""
     engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
+import threading
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -33,6 +35,28 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def install_interrupts() -> None:
+    """SIGTERM raises KeyboardInterrupt, like Ctrl-C, and neither is ever lost.
+
+    A signal's exception is raised wherever the main thread happens to be. If that is inside a
+    finalizer or a weakref callback (SQLAlchemy runs some during garbage collection), Python
+    drops it ("Exception ignored in ...") and the process carries on as if never told to stop;
+    the unraisable hook sees that case and has the signal sent again, so it lands in normal code.
+    """
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if unraisable.exc_type is KeyboardInterrupt:
+            # Raising it here would be dropped as well: another thread sends the signal, and the
+            # main thread takes it once this callback has returned.
+            threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
@@ -46,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     # Heartbeat, retries and metric names are marked experimental in Optuna 5; we rely on them on
     # purpose and the warnings would bury the progress view.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    install_interrupts()
     try:
         return args.func(args, console)
     except AutoMLError as exc:
