@@ -35,8 +35,9 @@ def plot_final(report: dict, path: Path) -> Path:
     for key, name in VARIANT_NAMES.items():
         if key in val and key in lat:
             x, y = lat[key]["median_ms"], val[key]["miou"]
-            trade.scatter([x], [y], s=160 if key == default else 50, marker="*" if key == default else "o")
-            trade.annotate(name + (" (default)" if key == default else ""), (x, y), fontsize=8, xytext=(4, 4),
+            is_default = default in (key, name)  # the report names the default by its display name
+            trade.scatter([x], [y], s=200 if is_default else 50, marker="*" if is_default else "o")
+            trade.annotate(name + (" (bundle default)" if is_default else ""), (x, y), fontsize=8, xytext=(4, 4),
                            textcoords="offset points")
     trade.set_xlabel(f"predict() ms, batch 1, {report['latency']['threads']} threads")
     trade.set_ylabel("val mIoU")
