@@ -106,7 +106,10 @@ def test_killed_search_restarts_to_the_study_total(tiny_study, runs_root, tmp_pa
 
 
 def test_sigterm_leaves_no_running_trial_and_resume_retries_it(tiny_study, runs_root, tmp_path):
-    path = tiny_study(**{"budget.n_trials": 2, "budget.trial_epochs": 3})
+    # Trials of 6 unpruned epochs, so the signal lands inside the trial it was sent during: a
+    # SIGTERM dropped by a finalizer is sent again 50 ms later, and a 3-epoch trial pruned after
+    # its first epoch could end in between (the search then stops between trials, none interrupted).
+    path = tiny_study(**{"budget.n_trials": 2, "budget.trial_epochs": 6, "pruner.type": "none"})
     args = ("search", str(path), "--runs-root", str(runs_root))
     proc = _cli(*args, log=tmp_path / "term.log")
     number = _wait_for(_running_trial_of(lambda: _study(path, runs_root), proc.pid), 180, "a running trial")

@@ -57,7 +57,7 @@ def _is_loopback(host: str) -> bool:
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
-    from automl.study.notes import compute_importances, study_summary, write_study_note
+    from automl.study.notes import refresh_study_note
     from automl.study.stages import current_study_name
     from automl.study.storage import mask_url, open_storage, resolve_url
 
@@ -70,10 +70,7 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     except KeyError:
         console.print(f"no study named {name} in {mask_url(url)} yet: run `automl search {args.study}`")
         return 1
-    try:
-        write_study_note(study, study_summary(study, sf, compute_importances(study)))
-    except Exception as exc:  # noqa: BLE001 - a stale note is no reason not to show the dashboard
-        log.warning("could not refresh the study note: %s: %s", type(exc).__name__, exc)
+    refresh_study_note(study, sf)
     server = open_server(storage, sf.run_dir, args.host, args.port)
     host, port = server.server_address[:2]
     console.print(f"study {name} on {mask_url(url)}; artifacts from {sf.run_dir / 'artifacts'}",

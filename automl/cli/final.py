@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from automl.cli.common import add_study_args
 from automl.study.config import StudyFile, load_study_file
+
+if TYPE_CHECKING:  # the command line imports this module at start-up: no data code then
+    from automl.data.folder import Dataset
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -18,7 +22,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run_and_show(sf: StudyFile, console: Console, *, storage: str | None = None, out: Path | None = None,
-                 trial_number: int | None = None, reuse_model: bool = False, data=None) -> Path:
+                 trial_number: int | None = None, reuse_model: bool = False,
+                 data: Dataset | None = None) -> Path:
     """Run the final stage and print its table; also what `automl search` calls when
     ``final.after_search`` is set."""
     from automl.final import run_final

@@ -14,7 +14,7 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
 
     from automl.errors import AutoMLError
     from automl.study.runner import load_data
-    from automl.study.stages import current_study_name
+    from automl.study.stages import current_study_name, stage_study_name
     from automl.study.storage import open_storage, resolve_url
     from automl.trial.checkpoint import save_model
     from automl.trial.engine import Runtime, fit
@@ -22,13 +22,10 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
 
     sf = load_study(args)
     storage = open_storage(resolve_url(sf, args.storage), sf.storage)
-    if args.stage is not None:
-        if args.stage not in [st.name for st in sf.stages]:
-            raise AutoMLError(f"--stage: {args.stage!r} is not a stage of {sf.name} "
-                              f"(stages: {', '.join(st.name for st in sf.stages) or 'none'})")
-        name = f"{sf.name}.{args.stage}"
-    else:
-        name = current_study_name(sf, storage)
+    stages = [st.name for st in sf.stages]
+    if args.stage is not None and args.stage not in stages:
+        raise AutoMLError(f"--stage: {args.stage!r} is not a stage of {sf.name} (stages: {', '.join(stages) or 'none'})")
+    name = stage_study_name(sf, stages.index(args.stage)) if args.stage else current_study_name(sf, storage)
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -8,13 +8,10 @@ that keeps ``get_all_artifact_meta`` working).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from automl.study.config import StudyFile
-
-log = logging.getLogger(__name__)
 
 
 def publish(sf: StudyFile, storage: str | None, name: str, files: list[Path],
@@ -23,7 +20,7 @@ def publish(sf: StudyFile, storage: str | None, name: str, files: list[Path],
     stage begun), set ``user_attrs`` and refresh the study note so the dashboard shows them at
     once; returns the study's name."""
     from automl.study.artifacts import attach_file
-    from automl.study.notes import compute_importances, study_summary, write_study_note
+    from automl.study.notes import refresh_study_note
     from automl.study.runner import open_study
     from automl.study.stages import current_study_name
     from automl.study.storage import open_storage, resolve_url
@@ -34,8 +31,5 @@ def publish(sf: StudyFile, storage: str | None, name: str, files: list[Path],
     study.set_user_attr(f"{name}_artifacts", ids)
     for key, value in (user_attrs or {}).items():
         study.set_user_attr(key, value)
-    try:
-        write_study_note(study, study_summary(study, sf, compute_importances(study)))
-    except Exception as exc:  # noqa: BLE001 - the files are attached; the note catches up after the next trial
-        log.warning("could not refresh the study note: %s: %s", type(exc).__name__, exc)
+    refresh_study_note(study, sf)
     return study.study_name

@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from automl.final.report import VARIANT_NAMES
+from automl.study.report import pyplot
 
 
 def plot_final(report: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (curve, trade) = plt.subplots(1, 2, figsize=(11, 4.2))
     history = report["retrain"].get("history") or []
     if history:
@@ -35,7 +32,7 @@ def plot_final(report: dict, path: Path) -> Path:
     for key, name in VARIANT_NAMES.items():
         if key in val and key in lat:
             x, y = lat[key]["median_ms"], val[key]["miou"]
-            is_default = default in (key, name)  # the report names the default by its display name
+            is_default = name == default  # the report names the default variant by its display name
             trade.scatter([x], [y], s=200 if is_default else 50, marker="*" if is_default else "o")
             trade.annotate(name + (" (bundle default)" if is_default else ""), (x, y), fontsize=8, xytext=(4, 4),
                            textcoords="offset points")

@@ -201,12 +201,19 @@ def _best_lines(best: FrozenTrial, sf: StudyFile) -> list[str]:
     return lines + (_table(("setting", "value"), rows) + [""] if rows else [])
 
 
-def _front_lines(study: optuna.Study, sf: StudyFile) -> list[str]:
+FRONT_COLUMNS = ("trial", "val mIoU", "latency ms", "params M", "model")
+
+
+def front_rows(study: optuna.Study, sf: StudyFile) -> list[tuple[str, ...]]:
+    """The Pareto front, best mIoU first, as rows of :data:`FRONT_COLUMNS` (note, report, console)."""
     front = sorted(pareto_front(study, sf), key=lambda t: -miou_of(t))
-    rows = [(f"#{t.number}", f"{miou_of(t):.4f}", f"{t.user_attrs.get('latency_ms', float('nan')):.1f}",
+    return [(f"#{t.number}", f"{miou_of(t):.4f}", f"{t.user_attrs.get('latency_ms', float('nan')):.1f}",
              f"{t.user_attrs.get('params_m', float('nan')):.2f}", _model_of(t)) for t in front]
-    return [f"## Pareto front ({len(front)} trials)", ""] + _table(
-        ("trial", "val mIoU", "latency ms", "params M", "model"), rows) + [""]
+
+
+def _front_lines(study: optuna.Study, sf: StudyFile) -> list[str]:
+    rows = front_rows(study, sf)
+    return [f"## Pareto front ({len(rows)} trials)", ""] + _table(FRONT_COLUMNS, rows) + [""]
 
 
 def _top_lines(complete: list[FrozenTrial]) -> list[str]:
@@ -354,6 +361,15 @@ class _TrialRef:
 def write_trial_note(study: optuna.Study, trial: FrozenTrial) -> None:
     save_note(_TrialRef(study._storage, study, trial._trial_id),  # type: ignore[arg-type]
               trial_note(trial, study_id=study._study_id))
+
+
+def refresh_study_note(study: optuna.Study, sf: StudyFile) -> None:
+    """Rewrite the study note's summary now (importances recomputed); never raises: a stale note
+    is no reason to fail the command that asked for it."""
+    try:
+        write_study_note(study, study_summary(study, sf, compute_importances(study)))
+    except Exception as exc:  # noqa: BLE001 - e.g. the storage is restarting; the next trial rewrites it
+        log.warning("could not refresh the study note: %s: %s", type(exc).__name__, exc)
 
 
 def write_study_note(study: optuna.Study, summary: str) -> None:

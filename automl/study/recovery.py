@@ -79,12 +79,17 @@ def requeue_interrupted(study: optuna.Study, max_retries: int) -> list[int]:
     return out
 
 
-def _note_failures(study: optuna.Study, trial_ids: set[int]) -> None:
-    """Dashboard notes for trials that ended outside ``optimize`` (its callbacks never saw them)."""
+def _running_ids(study: optuna.Study) -> set[int]:
+    return {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+
+def _note_failures(study: optuna.Study, trial_ids: set[int], numbers: set[int]) -> None:
+    """Dashboard notes for trials that ended outside ``optimize`` (its callbacks never saw them):
+    those with these ids or numbers."""
     from automl.study.notes import write_trial_note
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if t._trial_id in trial_ids:
+        if t._trial_id in trial_ids or t.number in numbers:
             try:
                 write_trial_note(study, t)
             except Exception as exc:  # noqa: BLE001 - a missing note is no reason to stop recovering
@@ -94,14 +99,10 @@ def _note_failures(study: optuna.Study, trial_ids: set[int]) -> None:
 def recover(study: optuna.Study, max_retries: int) -> None:
     """Everything above, plus Optuna's heartbeat check (RDB storages only); each trial failed
     here, or retried after an interruption, gets its dashboard note."""
-    running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    before = _running_ids(study)
     fail_stale_trials(study)
     reap_dead_local_trials(study, max_retries)
     interrupted = requeue_interrupted(study, max_retries)
-    if running:
-        running -= {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if interrupted:
-        running |= {t._trial_id for t in study.get_trials(deepcopy=False) if t.number in interrupted}
-    ended = running
-    if ended:
-        _note_failures(study, ended)
+    ended = before - _running_ids(study) if before else set()  # finished elsewhere, or failed here
+    if ended or interrupted:
+        _note_failures(study, ended, set(interrupted))

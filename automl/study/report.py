@@ -39,7 +39,8 @@ class ReportFiles:
     skipped: dict[str, str] = field(default_factory=dict)  # plot file → why it was not drawn
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only backend (reports run on machines without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -62,7 +63,7 @@ def _save(ax, path: Path, title: str, *, integer_x: bool = False) -> Path:
     fig.set_size_inches(8, 5)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -98,7 +99,7 @@ def plot_intermediate(study: optuna.Study, path: Path) -> Path:
 def plot_importances(study: optuna.Study, path: Path, imp: Importances | None) -> Path:
     if imp is None:
         raise ValueError(f"needs at least {MIN_TRIALS_FOR_IMPORTANCE} complete trials with varying parameters")
-    plt = _pyplot()
+    plt = pyplot()
     shown = {n: v for n, v in imp.values.items() if v >= MIN_IMPORTANCE_SHOWN}
     names = list(shown)[::-1]
     fig, ax = plt.subplots()
@@ -113,7 +114,7 @@ def plot_importances(study: optuna.Study, path: Path, imp: Importances | None) -
 
 
 def plot_miou_vs_latency(study: optuna.Study, sf: StudyFile, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     trials = [t for t in _complete(study) if "latency_ms" in t.user_attrs and t.values]
     if not trials:
         raise ValueError("no complete trial with a latency")

@@ -38,9 +38,10 @@ def _dominates(a: FrozenTrial, b: FrozenTrial, directions: list[optuna.study.Stu
     return all(better) and a.values != b.values
 
 
-def pareto_front(study: optuna.Study, sf: StudyFile) -> list[FrozenTrial]:
-    """The non-dominated feasible trials (Optuna's ``best_trials`` does not know the current limits)."""
-    ok = feasible_complete(study, sf)
+def pareto_front(study: optuna.Study, sf: StudyFile, ok: list[FrozenTrial] | None = None) -> list[FrozenTrial]:
+    """The non-dominated feasible trials (Optuna's ``best_trials`` does not know the current
+    limits); ``ok``: the feasible complete trials, when the caller has them already."""
+    ok = feasible_complete(study, sf) if ok is None else ok
     return [t for t in ok if not any(_dominates(o, t, study.directions) for o in ok)]
 
 
@@ -69,7 +70,7 @@ def select_trial(study: optuna.Study, sf: StudyFile) -> FrozenTrial:
         return max(ok, key=lambda t: t.values[0])
     rule = sf.pareto_pick
     if rule.rule == "knee":
-        return knee(pareto_front(study, sf))
+        return knee(pareto_front(study, sf, ok))
     # Every feasible trial, not only the front: with objectives [val_miou, params_m] the best trial
     # under a latency limit need not be on the params front.
     under = [t for t in ok

@@ -20,15 +20,13 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
 
 
 def front_table(study: optuna.Study, sf: StudyFile) -> Table:
-    from automl.study.selection import pareto_front
+    from automl.study.notes import FRONT_COLUMNS, front_rows
 
     table = Table(title="Pareto front")
-    for col in ("trial", "val mIoU", "latency ms", "params M", "model"):
+    for col in FRONT_COLUMNS:
         table.add_column(col)
-    for t in sorted(pareto_front(study, sf), key=lambda t: -t.values[0]):
-        cfg = TrialConfig.from_dict(t.user_attrs["config"])
-        table.add_row(str(t.number), f"{t.values[0]:.4f}", f"{t.user_attrs['latency_ms']:.1f}",
-                      f"{t.user_attrs['params_m']:.2f}", f"{cfg.model.arch}/{cfg.model.encoder}")
+    for row in front_rows(study, sf):
+        table.add_row(*row)
     return table
 
 
