@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Iterator, Literal
 
 from automl.bundle.layout import (
     MANIFEST,
@@ -18,18 +19,54 @@ from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA
 from automl.errors import AutoMLError
 
+if TYPE_CHECKING:
+    from torch import nn
+
 log = logging.getLogger(__name__)
 
 
 class BundleError(AutoMLError):
-    """A bundle folder is incomplete or does not offer what was asked for."""
+    """A bundle folder is incomplete, damaged, or does not offer what was asked for."""
+
+
+REWRITE = "re-run `automl final <study>` to write the bundle again"
+
+
+def _reason(exc: Exception) -> str:
+    """One line on why a file did not load (the libraries' messages span lines or hide the cause)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(".".join(map(str, e["loc"])) + (": " if e["loc"] else "") + e["msg"]
+                         for e in exc.errors()[:2])
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
+
+
+@contextlib.contextmanager
+def reading(file: Path) -> Iterator[None]:
+    """Whatever goes wrong while ``file`` is loaded becomes one BundleError naming the file.
+
+    Everything a bundle file passes through (JSON, pydantic, YAML, albumentations, safetensors,
+    SMP, ONNX Runtime) raises its own types, none of them saying which file was bad."""
+    if not file.exists():
+        raise BundleError(f"{file} is missing: the bundle is incomplete; {REWRITE}")
+    try:
+        yield
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise BundleError(f"{file} is damaged ({_reason(exc)}); {REWRITE}") from exc
 
 
 def read_manifest(path: Path) -> Manifest:
     path = Path(path)
     if not (path / MANIFEST).is_file():
         raise BundleError(f"{path}: not a bundle ({MANIFEST} missing); create one with `automl final <study>`")
-    return Manifest.model_validate_json((path / MANIFEST).read_text())
+    with reading(path / MANIFEST):
+        return Manifest.model_validate_json((path / MANIFEST).read_text())
 
 
 def load_preprocess(path: Path):
@@ -37,11 +74,31 @@ def load_preprocess(path: Path):
 
     import albumentations as A
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), reading(Path(path) / PREPROCESS):
         # albumentations 2.0.8 saves PadIfNeeded's derived `padding` field and warns about it on
         # load; the loaded pipeline is identical (checked in tests/test_bundle.py).
         warnings.filterwarnings("ignore", message=r"Argument\(s\) 'padding' are not valid")
         return A.load(str(Path(path) / PREPROCESS), data_format="yaml")
+
+
+def load_torch_model(model_dir: Path) -> nn.Module:
+    """The SMP model, each of its files checked first, so that a damaged one is named."""
+    import json
+
+    from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+    from safetensors import safe_open
+
+    from automl.trial.checkpoint import TRIAL_CONFIG_FILE, load_model
+
+    for name in (CONFIG_NAME, TRIAL_CONFIG_FILE):
+        with reading(model_dir / name):
+            json.loads((model_dir / name).read_text())
+    with reading(model_dir / SAFETENSORS_SINGLE_FILE):
+        with safe_open(str(model_dir / SAFETENSORS_SINGLE_FILE), "pt"):  # header + size check, no tensor read
+            pass
+    # All present: without config.json, from_pretrained would take the folder for a Hub repo id.
+    with reading(model_dir):
+        return load_model(model_dir)[0]
 
 
 def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxruntime"] = "auto",
@@ -68,16 +125,16 @@ def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxrunt
     if backend == "torch":
         if precision != "fp32":
             raise BundleError("precision 'int8' needs backend='onnxruntime'; the torch model is fp32")
-        from automl.trial.checkpoint import load_model
-
-        model, _, _ = load_model(path / MODEL_DIR)
-        return TorchPredictor(model, preprocess, n, tta=tta_spec, device=device)
+        return TorchPredictor(load_torch_model(path / MODEL_DIR), preprocess, n, tta=tta_spec, device=device)
     if backend != "onnxruntime":
         raise BundleError(f"backend must be 'auto', 'torch' or 'onnxruntime', not {backend!r}")
     name = ONNX_INT8 if precision == "int8" else ONNX_FP32
-    if not (path / name).is_file():
+    shipped = m.int8_file if precision == "int8" else m.onnx is not None
+    if not (path / name).is_file() and not shipped:
         raise BundleError(f"{path / name} is missing (the ONNX export or quantization failed; see report.md); "
                           "use backend='torch'" + (" or precision='fp32'" if precision == "int8" else ""))
+    with reading(path / name):
+        predictor = OnnxPredictor(path / name, preprocess, n, precision=precision, tta=tta_spec, threads=threads)
     if precision == "int8" and not m.int8_accepted:
         log.warning("%s: this INT8 model failed the accuracy check of the final stage (see report.md)", path.name)
-    return OnnxPredictor(path / name, preprocess, n, precision=precision, tta=tta_spec, threads=threads)
+    return predictor
