@@ -1,4 +1,5 @@
-"""`automl predict` and ``load_bundle`` on bad input: damaged or incomplete bundle files.
+"""`automl predict` and ``load_bundle`` on bad input: an --out that would overwrite images or earlier
+masks, damaged or incomplete bundle files.
 
 The bundle here is an untrained torch-only one written by ``write_bundle`` in a few seconds:
 none of these checks needs a trained model or an ONNX export (garbage stands in for the ONNX files).
@@ -6,6 +7,7 @@ none of these checks needs a trained model or an ONNX export (garbage stands in 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -16,9 +18,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from automl.bundle import BundleError, Manifest, load_bundle, read_manifest, write_bundle
 from automl.bundle.layout import MANIFEST, OnnxInfo
+from automl.cli import build_parser
+from automl.errors import AutoMLError
 from automl.trial.model import build_model
 from automl.trial_config import AugmentSpec, DataSpec, LossSpec, ModelSpec, OptimizerSpec, ScheduleSpec, TrialConfig
 from tests.test_bundle import ENV, one_torch_thread  # noqa: F401 - one_torch_thread: autouse fixture
@@ -48,6 +53,58 @@ def write_images(folder: Path, n: int) -> list[Path]:
     for p in paths:
         Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(p)
     return paths
+
+
+def predict(*argv: str) -> tuple[int, str]:
+    """`automl predict ARGV` in this process: (exit code, what it printed); AutoMLError propagates."""
+    args = build_parser().parse_args(["predict", *map(str, argv)])
+    text = io.StringIO()
+    return args.func(args, Console(file=text, width=300)), text.getvalue()
+
+
+# --- --out must never put masks over inputs or earlier files -------------------------------------
+
+def test_out_on_the_inputs_is_refused_before_the_model_is_loaded(bundle, tmp_path):
+    images = write_images(tmp_path / "images", 3)
+    before = [p.read_bytes() for p in images]
+    with pytest.raises(AutoMLError, match=r"would overwrite the input image\(s\) 00000.png, 00001.png, 00002.png;"):
+        predict(bundle, images[0].parent, "--out", images[0].parent)
+    assert [p.read_bytes() for p in images] == before
+    (tmp_path / "link").symlink_to(tmp_path / "images")
+    for inputs, out in (([images[0].parent], tmp_path / "link"),         # other spellings of the folder,
+                        ([images[1]], tmp_path / "images/../images"),    # a file given alone,
+                        ([images[0].parent], tmp_path / "link/.")):      # and even with --overwrite
+        with pytest.raises(AutoMLError, match=r"would overwrite the input image.*0000[01].png"):
+            predict(bundle, *inputs, "--out", out, "--overwrite")
+    # no bundle at all: the clash is found first, so nothing was loaded or computed
+    with pytest.raises(AutoMLError, match="would overwrite the input image"):
+        predict(tmp_path / "no-bundle", images[0].parent, "--out", images[0].parent)
+    assert [p.read_bytes() for p in images] == before
+    # masks beside the inputs without overwriting any (a.jpg → a.png) would still mix them up
+    Image.open(images[2]).save(tmp_path / "images" / "photo.jpg")
+    with pytest.raises(AutoMLError, match="holds the input image.*photo.jpg"):
+        predict(bundle, tmp_path / "images" / "photo.jpg", "--out", tmp_path / "images")
+    assert not (tmp_path / "images" / "photo.png").exists()
+
+
+def test_existing_masks_are_kept_unless_overwrite(bundle, tmp_path):
+    images = write_images(tmp_path / "images", 7)
+    out = tmp_path / "masks"
+    out.mkdir()
+    (out / "notes.txt").write_text("not a mask: no reason to refuse")
+    for p in images[:6]:
+        (out / p.name).write_bytes(b"earlier mask")
+    for where in (bundle, tmp_path / "no-bundle"):  # refused before the bundle is even read
+        with pytest.raises(AutoMLError, match=r"already holds 6 .*00000.png, .* \(6 in all\).*--overwrite"):
+            predict(where, tmp_path / "images", "--out", out)
+    assert all((out / p.name).read_bytes() == b"earlier mask" for p in images[:6])
+    assert not (out / images[6].name).exists()
+    rc, text = predict(bundle, tmp_path / "images", "--out", out, "--overwrite")
+    assert rc == 0 and "7 mask(s) written" in text
+    for p in images:
+        mask = np.asarray(Image.open(out / p.name))
+        assert mask.shape == (24, 40) and mask.max() < len(CLASSES)
+    assert (out / "notes.txt").read_text() == "not a mask: no reason to refuse"
 
 
 # --- damaged or incomplete bundles: one BundleError naming the file ---------------------------------

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from automl.errors import AutoMLError
 
 log = logging.getLogger(__name__)
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+SHOWN = 5  # file names listed in an error before "… (N in all)"
 
 
 def image_paths(items: list[str]) -> list[Path]:
@@ -32,6 +35,38 @@ def image_paths(items: list[str]) -> list[Path]:
     return paths
 
 
+def mask_path(out: Path, image: Path) -> Path:
+    return out / f"{image.stem}.png"
+
+
+def _names(paths: list[Path]) -> str:
+    shown = ", ".join(p.name for p in paths[:SHOWN])
+    return shown + (f", … ({len(paths)} in all)" if len(paths) > SHOWN else "")
+
+
+def check_out(out: Path, items: list[str], paths: list[Path], overwrite: bool) -> None:
+    """Refuse, before any model is loaded, an ``--out`` that would put masks over input images,
+    or over earlier files unless ``overwrite``.
+
+    Paths are compared resolved (symlinks, ``..``) and as files (hard links, case-insensitive
+    file systems), so no spelling of the input folder gets past."""
+    if out.exists() and not out.is_dir():
+        raise AutoMLError(f"--out {out} is a file, not a folder")
+    resolved = out.resolve()
+    inputs = {(s.st_dev, s.st_ino) for s in map(os.stat, paths)}
+    targets = [mask_path(out, p) for p in paths]
+    over_inputs = [t for t in targets if t.exists() and (t.stat().st_dev, t.stat().st_ino) in inputs]
+    beside = [p for p in paths if p.parent.resolve() == resolved]
+    if over_inputs or beside or any(Path(i).is_dir() and Path(i).resolve() == resolved for i in items):
+        clash = (f"the masks would overwrite the input image(s) {_names(over_inputs)}" if over_inputs else
+                 f"it holds the input image(s) {_names(beside)}" if beside else "it is an input folder")
+        raise AutoMLError(f"--out {out}: {clash}; choose another folder for the masks")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise AutoMLError(f"--out {out} already holds {len(existing)} of the mask file(s) to write "
+                          f"({_names(existing)}); pass --overwrite to replace them")
+
+
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     import numpy as np
     from PIL import Image
@@ -41,15 +76,18 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     paths = image_paths(args.images)
     if not paths:
         raise AutoMLError("no images given")
+    out = Path(args.out)
+    check_out(out, args.images, paths, args.overwrite)
     predictor = load_bundle(args.bundle, backend=args.backend, precision=args.precision, tta=args.tta,
                             threads=args.threads)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for p in paths:
         with Image.open(p) as im:
             image = np.asarray(im.convert("RGB"))
-        Image.fromarray(predictor.predict(image), mode="L").save(out / f"{p.stem}.png")
-    console.print(f"{len(paths)} mask(s) written to {out} with {predictor.describe()}")
+        # "x": a file that appeared since check_out is not overwritten either
+        with mask_path(out, p).open("wb" if args.overwrite else "xb") as f:
+            Image.fromarray(predictor.predict(image), mode="L").save(f, format="PNG")
+    console.print(f"{len(paths)} mask(s) written to {escape(str(out))} with {predictor.describe()}", highlight=False)
     return 0
 
 
@@ -57,7 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="predict masks with a bundle (PNG, one class index per pixel)")
     p.add_argument("bundle", help="bundle folder written by `automl final`")
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--out", required=True, help="folder for the masks (<image stem>.png)")
+    p.add_argument("--out", required=True, help="folder for the masks (<image stem>.png); not an input folder")
+    p.add_argument("--overwrite", action="store_true", help="replace masks already in --out")
     p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto")
     p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
