@@ -1,5 +1,5 @@
 """`automl predict` and ``load_bundle`` on bad input: an --out that would overwrite images or earlier
-masks, damaged or incomplete bundle files.
+masks, unreadable images among good ones, damaged or incomplete bundle files.
 
 The bundle here is an untrained torch-only one written by ``write_bundle`` in a few seconds:
 none of these checks needs a trained model or an ONNX export (garbage stands in for the ONNX files).
@@ -105,6 +105,25 @@ def test_existing_masks_are_kept_unless_overwrite(bundle, tmp_path):
         mask = np.asarray(Image.open(out / p.name))
         assert mask.shape == (24, 40) and mask.max() < len(CLASSES)
     assert (out / "notes.txt").read_text() == "not a mask: no reason to refuse"
+
+
+# --- unreadable images are skipped, named, and counted ----------------------------------------------
+
+def test_unreadable_images_are_skipped_and_the_rest_predicted(bundle, tmp_path):
+    images = write_images(tmp_path / "images", 10)
+    good = images[2].read_bytes()
+    images[2].write_bytes(good[: len(good) // 2])
+    images[5].write_bytes(b"")
+    images[7].write_bytes(b"a text file named .png")
+    rc, text = predict(bundle, tmp_path / "images", "--out", tmp_path / "masks")
+    assert rc == 1
+    lines = text.splitlines()
+    assert f"skipped {images[2]}: truncated file" in lines
+    assert f"skipped {images[5]}: empty file" in lines
+    assert any(line.startswith(f"skipped {images[7]}: not an image") for line in lines)
+    assert f"3 of 10 images could not be read; 7 mask(s) written to {tmp_path / 'masks'}" in lines[-1]
+    written = sorted(p.name for p in (tmp_path / "masks").iterdir())
+    assert written == [p.name for i, p in enumerate(images) if i not in (2, 5, 7)]
 
 
 # --- damaged or incomplete bundles: one BundleError naming the file ---------------------------------

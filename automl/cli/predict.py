@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -67,6 +68,25 @@ def check_out(out: Path, items: list[str], paths: list[Path], overwrite: bool) -
                           f"({_names(existing)}); pass --overwrite to replace them")
 
 
+def unreadable_reason(path: Path, exc: Exception) -> str:
+    """Pillow's exception as a plain reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return "empty file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image (or a format Pillow cannot read)"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too many pixels (Pillow's decompression bomb limit)"
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return "truncated file"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
+
+
 def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     import numpy as np
     from PIL import Image
@@ -81,13 +101,25 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     predictor = load_bundle(args.bundle, backend=args.backend, precision=args.precision, tta=args.tta,
                             threads=args.threads)
     out.mkdir(parents=True, exist_ok=True)
+    skipped = 0
     for p in paths:
-        with Image.open(p) as im:
-            image = np.asarray(im.convert("RGB"))
+        try:
+            with Image.open(p) as im:
+                image = np.asarray(im.convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError, ...
+            skipped += 1
+            console.print(f"skipped {escape(str(p))}: {escape(unreadable_reason(p, exc))}", highlight=False,
+                          soft_wrap=True)
+            continue
         # "x": a file that appeared since check_out is not overwritten either
         with mask_path(out, p).open("wb" if args.overwrite else "xb") as f:
             Image.fromarray(predictor.predict(image), mode="L").save(f, format="PNG")
-    console.print(f"{len(paths)} mask(s) written to {escape(str(out))} with {predictor.describe()}", highlight=False)
+    written = f"{len(paths) - skipped} mask(s) written to {escape(str(out))} with {predictor.describe()}"
+    if skipped:
+        console.print(f"{skipped} of {len(paths)} images could not be read; {written}", highlight=False,
+                      soft_wrap=True)
+        return 1
+    console.print(written, highlight=False, soft_wrap=True)
     return 0
 
 
