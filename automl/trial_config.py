@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from automl.space import registry
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -41,6 +43,7 @@ class ScheduleSpec(_Frozen):
     power: float = Field(0.9, gt=0)
 
 
+@registry.loss_weights
 class LossSpec(_Frozen):
     ce: float = Field(1.0, ge=0)
     dice: float = Field(0.0, ge=0)
@@ -50,8 +53,8 @@ class LossSpec(_Frozen):
 
     @model_validator(mode="after")
     def _one_main_term(self) -> LossSpec:
-        if self.ce + self.dice + self.focal + self.lovasz <= 0:
-            raise ValueError("loss: at least one of ce/dice/focal/lovasz must be > 0")
+        if sum(getattr(self, t) for t in registry.LOSS_TERMS) <= 0:
+            raise ValueError(f"loss: at least one of {registry.main_loss_terms()} must be > 0")
         return self
 
 
@@ -126,8 +129,8 @@ class TrialConfig(_Frozen):
         return TrialConfig.model_validate({**self.to_dict(), **changes})
 
     def summary(self) -> str:
-        m, o, s, lo = self.model, self.optimizer, self.schedule, self.loss
-        terms = "+".join(f"{w:.2g}·{n}" for n, w in
-                         (("ce", lo.ce), ("dice", lo.dice), ("focal", lo.focal), ("lovasz", lo.lovasz)) if w > 0)
+        m, o, s = self.model, self.optimizer, self.schedule
+        weights = ((n, getattr(self.loss, n)) for n in registry.LOSS_TERMS)
+        terms = "+".join(f"{w:.2g}·{n}" for n, w in weights if w > 0)
         return (f"{m.arch}-{m.encoder} {o.name} lr={o.lr:.2g} wd={o.weight_decay:.1g} "
                 f"{s.name} bs={self.batch_size} loss={terms}")

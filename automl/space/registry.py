@@ -3,10 +3,64 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from torch import nn
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "poly", "onecycle", "constant")
-LOSS_TERMS = ("ce", "dice", "focal", "lovasz")
+
+
+# Loss terms build lazily so that naming them (the space, TrialConfig) needs no torch.
+def _ce(ignore_index: int) -> nn.Module:
+    from torch import nn
+
+    return nn.CrossEntropyLoss(ignore_index=ignore_index)
+
+
+def _dice(ignore_index: int) -> nn.Module:
+    from segmentation_models_pytorch import losses as L
+
+    return L.DiceLoss("multiclass", ignore_index=ignore_index, from_logits=True)
+
+
+def _focal(ignore_index: int) -> nn.Module:
+    from segmentation_models_pytorch import losses as L
+
+    return L.FocalLoss("multiclass", ignore_index=ignore_index)
+
+
+def _lovasz(ignore_index: int) -> nn.Module:
+    from segmentation_models_pytorch import losses as L
+
+    return L.LovaszLoss("multiclass", ignore_index=ignore_index, from_logits=True)
+
+
+# The terms of the main loss, name → builder(ignore_index) of a multiclass loss on logits. The one
+# place a term is named: the loss sections of the search space and of TrialConfig carry one
+# weight field per term, in this order (the order they are sampled and summed), then AUX_LOSS;
+# loss_weights checks that when those classes are defined.
+LOSS_TERMS: dict[str, Callable[[int], nn.Module]] = {"ce": _ce, "dice": _dice, "focal": _focal, "lovasz": _lovasz}
+AUX_LOSS = "aux"  # the aux classification head's weight: not a term of the main loss
+
+_Weights = TypeVar("_Weights", bound=type[BaseModel])
+
+
+def loss_weights(cls: _Weights) -> _Weights:
+    """Class decorator for a model of loss weights: its fields must be LOSS_TERMS, then AUX_LOSS."""
+    fields, expected = list(cls.model_fields), [*LOSS_TERMS, AUX_LOSS]
+    if fields != expected:
+        raise TypeError(f"{cls.__name__} has loss weight fields {fields}, but the registered terms "
+                        f"and the aux weight are {expected} (automl.space.registry.LOSS_TERMS)")
+    return cls
+
+
+def main_loss_terms() -> str:
+    """The terms for an error message: ``ce/dice/focal/lovasz``."""
+    return "/".join(LOSS_TERMS)
 
 
 @lru_cache(maxsize=1)

@@ -99,6 +99,7 @@ class AugmentSpace(_Section):
         return self
 
 
+@registry.loss_weights
 class LossSpace(_Section):
     ce: P = Field(default_factory=lambda: _const(1.0))
     dice: P = Field(default_factory=lambda: _const(0.0))
@@ -110,7 +111,7 @@ class LossSpace(_Section):
     def _one_always_on(self) -> LossSpace:
         # Guarantee at validation time that no sample can switch every loss term off.
         if not any(min(getattr(self, t).values()) > 0 for t in registry.LOSS_TERMS):
-            raise ValueError("loss: at least one of ce/dice/focal/lovasz must be > 0 in every sample "
+            raise ValueError(f"loss: at least one of {registry.main_loss_terms()} must be > 0 in every sample "
                              "(e.g. `ce: 1.0`, or `ce: {low: 0.5, high: 1.0}`)")
         return self
 

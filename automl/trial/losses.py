@@ -1,4 +1,4 @@
-"""The weighted loss a trial config describes: CE + Dice + Focal + Lovász (+ aux head)."""
+"""The weighted loss a trial config describes: the registered terms (CE, Dice, ...) + the aux head's."""
 
 from __future__ import annotations
 
@@ -6,24 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automl.space import registry
 from automl.trial_config import LossSpec
 
 
 class SegmentationLoss(nn.Module):
     def __init__(self, spec: LossSpec, num_classes: int, ignore_index: int):
         super().__init__()
-        from segmentation_models_pytorch import losses as L
-
         self.spec, self.num_classes, self.ignore_index = spec, num_classes, ignore_index
-        self.terms: list[tuple[float, nn.Module]] = []
-        if spec.ce > 0:
-            self.terms.append((spec.ce, nn.CrossEntropyLoss(ignore_index=ignore_index)))
-        if spec.dice > 0:
-            self.terms.append((spec.dice, L.DiceLoss("multiclass", ignore_index=ignore_index, from_logits=True)))
-        if spec.focal > 0:
-            self.terms.append((spec.focal, L.FocalLoss("multiclass", ignore_index=ignore_index)))
-        if spec.lovasz > 0:
-            self.terms.append((spec.lovasz, L.LovaszLoss("multiclass", ignore_index=ignore_index, from_logits=True)))
+        weights = ((getattr(spec, name), build) for name, build in registry.LOSS_TERMS.items())
+        self.terms: list[tuple[float, nn.Module]] = [(w, build(ignore_index)) for w, build in weights if w > 0]
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, aux_logits: torch.Tensor | None = None):
         logits = logits.float()
