@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from automl.errors import ConfigError
+from automl.space import registry
 from automl.space.params import Choice, Const, Param
 from automl.space.schema import SearchSpace
 from automl.trial_config import (
@@ -22,8 +23,8 @@ from automl.trial_config import (
 
 log = logging.getLogger(__name__)
 
-_AUG_KEYS = ("scale_min", "scale_max", "hflip", "vflip", "color_jitter", "blur_noise", "target_crop")
-_LOSS_KEYS = ("ce", "dice", "focal", "lovasz")
+# The Optuna name of a section's parameter is "<prefix>.<field>"; a branch's prefix is its name.
+AUG_PREFIX, LOSS_PREFIX = "aug", "loss"
 
 
 def _choice(values: list | tuple) -> Param:
@@ -54,12 +55,9 @@ class ResolvedSpace:
             "schedule": _choice(list(s.schedule)),
             "batch_size": s.batch_size,
         }
-        for name, branch in s.optimizer.items():
-            table.update({f"{name}.{k}": getattr(branch, k) for k in OptimizerBranchKeys})
-        for name, branch in s.schedule.items():
-            table.update({f"{name}.{k}": getattr(branch, k) for k in ScheduleBranchKeys})
-        table.update({f"aug.{k}": getattr(s.augment, k) for k in _AUG_KEYS})
-        table.update({f"loss.{k}": getattr(s.loss, k) for k in (*_LOSS_KEYS, "aux")})
+        sections = [*s.optimizer.items(), *s.schedule.items(), (AUG_PREFIX, s.augment), (LOSS_PREFIX, s.loss)]
+        for prefix, section in sections:
+            table.update({f"{prefix}.{k}": param for k, param in section.params().items()})
         return table
 
     def checked_baseline(self) -> dict[str, Any]:
@@ -99,12 +97,16 @@ class ResolvedSpace:
         def pick(param: Param, name: str) -> Any:
             return param.suggest(trial, name)
 
+        def picks(prefix: str, params: dict[str, Param]) -> dict[str, Any]:
+            return {k: pick(param, f"{prefix}.{k}") for k, param in params.items()}
+
         arch, encoder = pick(_choice(self.pairs), "model").split("/", 1)
         aux_head = bool(pick(s.model.aux_head, "aux_head"))
         opt = pick(_choice(list(s.optimizer)), "optimizer")
-        ob = s.optimizer[opt]
         sched = pick(_choice(list(s.schedule)), "schedule")
-        sb = s.schedule[sched]
+        loss = s.loss.params()
+        if not aux_head:  # no aux head, no aux loss: its weight is not sampled
+            loss.pop(registry.AUX_LOSS)
         return TrialConfig(
             seed=seed,
             epochs=epochs,
@@ -113,14 +115,9 @@ class ResolvedSpace:
             data=data,
             model=ModelSpec(arch=arch, encoder=encoder, encoder_depth=int(pick(s.model.encoder_depth, "encoder_depth")),
                             encoder_weights=s.model.encoder_weights, aux_head=aux_head),
-            optimizer=OptimizerSpec(name=opt, **{k: pick(getattr(ob, k), f"{opt}.{k}") for k in OptimizerBranchKeys}),
-            schedule=ScheduleSpec(name=sched, **{k: pick(getattr(sb, k), f"{sched}.{k}") for k in ScheduleBranchKeys}),
-            loss=LossSpec(**{k: pick(getattr(s.loss, k), f"loss.{k}") for k in _LOSS_KEYS},
-                          aux=pick(s.loss.aux, "loss.aux") if aux_head else 0.0),
+            optimizer=OptimizerSpec(name=opt, **picks(opt, s.optimizer[opt].params())),
+            schedule=ScheduleSpec(name=sched, **picks(sched, s.schedule[sched].params())),
+            loss=LossSpec(**{registry.AUX_LOSS: 0.0, **picks(LOSS_PREFIX, loss)}),
             augment=AugmentSpec(crop_height=s.augment.crop[0], crop_width=s.augment.crop[1],
-                                **{k: pick(getattr(s.augment, k), f"aug.{k}") for k in _AUG_KEYS}),
+                                **picks(AUG_PREFIX, s.augment.params())),
         )
-
-
-OptimizerBranchKeys = ("lr", "weight_decay", "momentum", "nesterov")
-ScheduleBranchKeys = ("warmup_frac", "power")

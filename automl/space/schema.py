@@ -34,6 +34,16 @@ def _const(v: Any) -> Param:
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def searchable(cls) -> tuple[str, ...]:
+        """The section's search parameters (its fields declared as ``P``), in declaration order:
+        the order the sampler suggests them in, so part of what a seeded study reproduces."""
+        return tuple(name for name, f in cls.model_fields.items() if f.annotation == Param)
+
+    def params(self) -> dict[str, Param]:
+        """field name → its parameter, for each search parameter of this section."""
+        return {name: getattr(self, name) for name in self.searchable()}
+
 
 class ModelSpace(_Section):
     architectures: list[str] = Field(min_length=1)
