@@ -12,12 +12,14 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import optuna
 from optuna.artifacts import get_all_artifact_meta
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import get_note, save_note
+from pydantic import BaseModel
 
 from automl.study.budget import budget_state, miou_of
 from automl.study.config import StudyFile
@@ -49,25 +51,54 @@ def _g(v: float) -> str:
     return f"{v:.3g}"
 
 
+# TrialConfig fields a trial note leaves out: the format version, and the study's data (the same
+# for every trial).
+NOT_IN_NOTE = ("version", "data")
+# How a field reads where "<name> <value>" reads badly. Any other field reads as its name
+# (underscores as spaces) and its value, so a field added to TrialConfig shows without an entry.
+_READS: dict[str, Callable[[Any], str]] = {
+    "encoder_depth": lambda v: f"depth {v}",
+    "encoder_weights": lambda v: f"encoder weights {v or 'random init'}",
+    "lr": lambda v: f"lr {v:.2e}",
+    "weight_decay": lambda v: f"weight decay {v:.1e}",
+    "warmup_frac": lambda v: f"warmup {v:.0%}",
+    "color_jitter": lambda v: f"colour jitter {_g(v)}",
+    "blur_noise": lambda v: f"blur/noise {_g(v)}",
+    "batch_size": lambda v: f"batch {v}",
+    "epochs": lambda v: _n(v, "epoch"),
+    "schedule_epochs": lambda v: f"LR schedule over {_n(v, 'epoch')}" if v else "",
+}
+# Branch fields only one branch uses (automl.trial.optim): shown for that branch only.
+_USED_ONLY_BY = {"momentum": "sgd", "nesterov": "sgd", "power": "poly"}
+
+
+def _read(name: str, value: Any) -> str:
+    if name in _READS:
+        return _READS[name](value)
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{name.replace('_', ' ')} {_g(value) if isinstance(value, float) else value}"
+
+
+def _fields(spec: BaseModel, *skip: str) -> str:
+    """Each field of ``spec`` but ``skip`` and sub-models, as "<name> <value>", in declaration order."""
+    branch = getattr(spec, "name", None)
+    parts = (_read(k, v) for k, v in spec if k not in skip and not isinstance(v, BaseModel)
+             and _USED_ONLY_BY.get(k, branch) == branch)
+    return ", ".join(p for p in parts if p)
+
+
 def config_rows(cfg: TrialConfig) -> list[tuple[str, str]]:
-    """The resolved config as (setting, value) rows a person reads at a glance."""
-    m, o, s, lo, a = cfg.model, cfg.optimizer, cfg.schedule, cfg.loss, cfg.augment
-    opt = f"{o.name}, lr {o.lr:.2e}, weight decay {o.weight_decay:.1e}"
-    if o.name == "sgd":
-        opt += f", momentum {o.momentum:g}{', nesterov' if o.nesterov else ''}"
-    sched = f"{s.name}, warmup {s.warmup_frac:.0%}" + (f", power {s.power:g}" if s.name == "poly" else "")
-    weights = [f"{n} {w:.2f}" for n, w in (("ce", lo.ce), ("dice", lo.dice), ("focal", lo.focal),
-                                           ("lovasz", lo.lovasz), ("aux", lo.aux)) if w > 0]
+    """The resolved config as (setting, value) rows a person reads at a glance: every field of
+    TrialConfig but NOT_IN_NOTE, read off its pydantic fields."""
+    m, o, s, a = cfg.model, cfg.optimizer, cfg.schedule, cfg.augment
     return [
-        ("architecture", f"{m.arch} / {m.encoder} (depth {m.encoder_depth}, aux head {'on' if m.aux_head else 'off'}, "
-                         f"encoder weights {m.encoder_weights or 'random init'})"),
-        ("optimizer", opt),
-        ("schedule", f"{sched}; batch {cfg.batch_size}, {_n(cfg.epochs, 'epoch')}"),
-        ("augmentation", f"crop {a.crop_height}x{a.crop_width}, scale {_g(a.scale_min)}-{_g(a.scale_max)}, "
-                         f"hflip {_g(a.hflip)}, vflip {_g(a.vflip)}, colour jitter {_g(a.color_jitter)}, "
-                         f"blur/noise {_g(a.blur_noise)}, target crop {_g(a.target_crop)}"),
-        ("loss weights", ", ".join(weights)),
-        ("seed", str(cfg.seed)),
+        ("architecture", f"{m.arch} / {m.encoder} ({_fields(m, 'arch', 'encoder')})"),
+        ("optimizer", f"{o.name}, {_fields(o, 'name')}"),
+        ("schedule", f"{s.name}, {_fields(s, 'name')}"),
+        ("augmentation", f"crop {a.crop_height}x{a.crop_width}, {_fields(a, 'crop_height', 'crop_width')}"),
+        ("loss weights", ", ".join(f"{n} {w:.2f}" for n, w in cfg.loss if w > 0)),
+        ("training", _fields(cfg, *NOT_IN_NOTE)),
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from automl.study.config import StudyFile
@@ -32,6 +33,7 @@ def front_table(study: optuna.Study, sf: StudyFile) -> Table:
 
 def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console: Console, study_file: str) -> None:
     from automl.errors import AutoMLError
+    from automl.study.notes import config_rows
     from automl.study.selection import select_trial
 
     counts = trial_counts(study)
@@ -46,17 +48,8 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
     cfg = TrialConfig.from_dict(best.user_attrs["config"])
     how = f"picked from the front ({sf.pareto_pick.rule})" if sf.multi_objective else "best trial"
     table = Table(title=f"{how} #{best.number}: val mIoU {best.values[0]:.4f}", show_header=False)
-    table.add_row("model", f"{cfg.model.arch} / {cfg.model.encoder} (depth {cfg.model.encoder_depth}, "
-                           f"aux head {'on' if cfg.model.aux_head else 'off'})")
-    table.add_row("optimizer", f"{cfg.optimizer.name} lr {cfg.optimizer.lr:.3g} wd {cfg.optimizer.weight_decay:.2g}")
-    table.add_row("schedule", f"{cfg.schedule.name} warmup {cfg.schedule.warmup_frac:.2f}, batch {cfg.batch_size}, "
-                              f"{cfg.epochs} epochs")
-    lo = cfg.loss
-    table.add_row("loss", f"ce {lo.ce:.2f} dice {lo.dice:.2f} focal {lo.focal:.2f} lovasz {lo.lovasz:.2f} aux {lo.aux:.2f}")
-    a = cfg.augment
-    table.add_row("augment", f"crop {a.crop_height}x{a.crop_width} scale {a.scale_min:.2f}-{a.scale_max:.2f} "
-                             f"hflip {a.hflip:.2f} jitter {a.color_jitter:.2f} blur/noise {a.blur_noise:.2f} "
-                             f"target crop {a.target_crop:.2f}")
+    for setting, value in config_rows(cfg):
+        table.add_row(setting, escape(value))  # e.g. encoder weights: a path the user wrote
     table.add_row("size", f"{best.user_attrs.get('params_m', float('nan')):.2f} M params, "
                           f"{best.user_attrs.get('latency_ms', float('nan')):.1f} ms/image "
                           f"({best.user_attrs.get('latency_device', '?')})")
