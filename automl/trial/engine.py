@@ -20,7 +20,7 @@ from torch import nn
 from automl.data.folder import Dataset, Split
 from automl.data.loader import Normalizer, eval_batches, train_loader
 from automl.trial.augment import train_transform
-from automl.trial.losses import SegmentationLoss
+from automl.trial.losses import Criterion, task_criterion
 from automl.trial.metrics import ConfusionMatrix, mean_iou, per_class_iou
 from automl.trial.model import build_model
 from automl.trial.optim import build_optimizer, build_scheduler
@@ -149,15 +149,18 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         train_split: Split | None = None,
         eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int | None = None,
         deadline: float | None = None, times: TimeStats | None = None,
-        eval_epochs: Collection[int] | None = None) -> FitResult:
+        eval_epochs: Collection[int] | None = None, criterion: Criterion | None = None) -> FitResult:
     """Train ``cfg.epochs`` epochs; evaluate val mIoU after each epoch in ``eval_epochs`` (default
-    every epoch) on the val subset, and after the last one on the full val split."""
+    every epoch) on the val subset, and after the last one on the full val split.
+
+    Each step minimises ``criterion`` (default: the task loss cfg.loss describes)."""
     seed_everything(cfg.seed)
     train_split = train_split or data.train
     model = build_model(cfg.model, cfg.data.num_classes).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = SegmentationLoss(cfg.loss, cfg.data.num_classes, cfg.data.ignore_index).to(runtime.device)
+    if criterion is None:
+        criterion = task_criterion(cfg, runtime.device)
     loader = train_loader(train_split, train_transform(cfg.augment, cfg.data.ignore_index),
                           batch_size=cfg.batch_size, seed=cfg.seed, num_workers=loader_workers(num_workers, runtime),
                           pin_memory=runtime.device.type == "cuda")
@@ -181,9 +184,7 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
             runtime.timing_barrier()
             t0 = time.perf_counter()
             with runtime.autocast():
-                out = model(x)
-                aux = out[1] if isinstance(out, (tuple, list)) else None
-                loss = criterion(logits_of(out), y, aux)
+                loss = criterion(x, y, model(x), epoch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from automl.space import registry
-from automl.trial_config import LossSpec
+from automl.trial_config import LossSpec, TrialConfig
+
+
+class Criterion(Protocol):
+    """The loss ``fit`` minimises, once per training step.
+
+    ``images`` are the normalised batch as the model sees it, ``masks`` the class indices,
+    ``outputs`` the model's raw output (logits, or (logits, class logits) with an aux head) and
+    ``epoch`` the 1-based epoch, for losses that change over training. A loss that needs more
+    than the task loss (e.g. distillation from a teacher run on ``images``) is a Criterion of its
+    own, passed to ``fit``; the training loop stays as it is.
+    """
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor, outputs: Any, epoch: int) -> torch.Tensor: ...
+
+
+def task_criterion(cfg: TrialConfig, device: torch.device) -> Criterion:
+    """The configured task loss (cfg.loss) as a Criterion: ``fit``'s default."""
+    loss = SegmentationLoss(cfg.loss, cfg.data.num_classes, cfg.data.ignore_index).to(device)
+
+    def criterion(images: torch.Tensor, masks: torch.Tensor, outputs: Any, epoch: int) -> torch.Tensor:
+        if isinstance(outputs, (tuple, list)):  # SMP models with an aux head
+            return loss(outputs[0], masks, outputs[1])
+        return loss(outputs, masks)
+
+    return criterion
 
 
 class SegmentationLoss(nn.Module):
