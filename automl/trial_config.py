@@ -68,6 +68,8 @@ class AugmentSpec(_Frozen):
     color_jitter: float = Field(0.0, ge=0, le=1)
     blur_noise: float = Field(0.0, ge=0, le=1)
     target_crop: float = Field(0.0, ge=0, le=1)
+    # Largest rotation in degrees; 0 (off) is also what a config stored before it existed means.
+    rotate: float = Field(0.0, ge=0, le=180)
 
     @model_validator(mode="after")
     def _scale_order(self) -> AugmentSpec:

@@ -149,3 +149,55 @@ def test_every_trial_config_field_shows_in_the_note():
         section = path.partition(".")[0]
         other = changed if spec is cfg else cfg.model_copy(update={section: changed})
         assert config_rows(other) != rows, f"the trial note does not show {path}"
+
+
+# ------------------------------------------------------------- one parameter end to end: aug.rotate
+
+def test_rotate_is_searched_recorded_and_shown():
+    doc = copy.deepcopy(TINY_SPACE)
+    doc["augment"]["rotate"] = {"low": 0.0, "high": 15.0}
+    space = ResolvedSpace(SearchSpace.model_validate(doc), ["Unet/resnet18"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    cfg = space.sample(trial, data=DATA, epochs=2, seed=0)
+    assert 0 < trial.params["aug.rotate"] <= 15 and cfg.augment.rotate == trial.params["aug.rotate"]
+    assert cfg.to_dict()["augment"]["rotate"] == cfg.augment.rotate  # user_attrs["config"]
+    assert f"rotate {cfg.augment.rotate:.3g}" in dict(config_rows(cfg))["augmentation"]
+    # absent from the space: a constant 0, never suggested
+    assert "aug.rotate" not in ResolvedSpace(SearchSpace.model_validate(TINY_SPACE), ["Unet/resnet18"]).parameters()
+
+
+def test_configs_stored_before_rotate_load_with_it_off():
+    stored = _config().to_dict()
+    del stored["augment"]["rotate"]
+    assert TrialConfig.from_dict(stored).augment.rotate == 0.0
+
+
+def test_rotate_turns_image_and_mask_and_round_trips_through_albumentations_yaml(tmp_path):
+    import albumentations as A
+    import numpy as np
+
+    from automl.trial.augment import train_transform
+
+    size, ignore = 64, 255
+    assert "Rotate" not in str(A.to_dict(train_transform(AugmentSpec(crop_height=size, crop_width=size), ignore)))
+    t = train_transform(AugmentSpec(crop_height=size, crop_width=size, hflip=0.0, rotate=15.0), ignore)
+    path = tmp_path / "train_transform.yaml"
+    A.save(t, str(path), data_format="yaml")  # as the bundle writes it
+    loaded = A.load(str(path), data_format="yaml")
+    assert A.to_dict(loaded) == A.to_dict(t) and "Rotate" in path.read_text()
+
+    mask = np.kron(np.indices((8, 8)).sum(0) % 2 * 2, np.ones((8, 8))).astype(np.uint8)  # 0/2 checkerboard
+    image = np.full((size, size, 3), 200, np.uint8)
+    t.set_random_seed(0)
+    loaded.set_random_seed(0)
+    turned = 0
+    for _ in range(8):
+        a, b = t(image=image, mask=mask), loaded(image=image, mask=mask)
+        assert np.array_equal(a["mask"], b["mask"]) and np.array_equal(a["image"], b["image"])
+        assert set(np.unique(a["mask"])) <= {0, 2, ignore}  # nearest: no label 1 between 0 and 2
+        assert a["mask"][size // 2, size // 2] != ignore and (a["image"][size // 2, size // 2] == 200).all()
+        if a["mask"][0, 0] == ignore:  # a corner the image no longer covers (angles under ~1° leave none)
+            turned += 1
+            assert (a["image"][0, 0] == 0).all()
+    assert turned >= 5

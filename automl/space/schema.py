@@ -91,6 +91,7 @@ class AugmentSpace(_Section):
     color_jitter: P = Field(default_factory=lambda: _const(0.0))
     blur_noise: P = Field(default_factory=lambda: _const(0.0))
     target_crop: P = Field(default_factory=lambda: _const(0.0))
+    rotate: P = Field(default_factory=lambda: _const(0.0), description="largest rotation, degrees")
 
     @field_validator("crop", mode="before")
     @classmethod

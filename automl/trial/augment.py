@@ -10,7 +10,7 @@ from automl.trial_config import AugmentSpec, DataSpec
 
 
 def train_transform(aug: AugmentSpec, ignore_index: int) -> A.Compose:
-    """Scale-and-crop ("rich crop", padded with the ignore label), flips, colour, blur/noise.
+    """Scale, rotation and crop ("rich crop", padded with the ignore label), flips, colour, blur/noise.
 
     The crop is target-centred (``automl.data.target_crop.TargetCrop``) with probability
     ``aug.target_crop``. ``A.save``/``A.load`` round-trip the result (YAML or JSON).
@@ -21,6 +21,12 @@ def train_transform(aug: AugmentSpec, ignore_index: int) -> A.Compose:
     steps: list = []
     if (aug.scale_min, aug.scale_max) != (1.0, 1.0):
         steps.append(A.RandomScale(scale_limit=(aug.scale_min - 1.0, aug.scale_max - 1.0), p=1.0))
+    if aug.rotate > 0:
+        # Before the crop, so the filled corners are the image's, not every crop's. Masks turn
+        # with nearest-neighbour (no invented labels); uncovered pixels are ignored by the loss.
+        steps.append(A.Rotate(limit=(-aug.rotate, aug.rotate), interpolation=cv2.INTER_LINEAR,
+                              mask_interpolation=cv2.INTER_NEAREST, border_mode=cv2.BORDER_CONSTANT, fill=0,
+                              fill_mask=ignore_index, p=1.0))
     steps.append(A.PadIfNeeded(min_height=h, min_width=w, border_mode=cv2.BORDER_CONSTANT, fill=0,
                                fill_mask=ignore_index, position="random"))
     steps.append(crop_step(h, w, aug.target_crop, ignore_index))
