@@ -13,8 +13,10 @@ import threading
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from automl.errors import AutoMLError
+from automl.terminal import visible
 
 # One module per verb, in the order of the flow.
 COMMANDS = ["search", "worker", "status", "rerun", "audit", "inspect", "final", "predict", "dashboard", "report", "run"]
@@ -57,11 +59,25 @@ def install_interrupts() -> None:
     sys.unraisablehook = hook
 
 
+def print_error(console: Console, exc: BaseException) -> None:
+    """One error, as plain text: its message names user paths and file names, which may hold
+    rich markup (``[/b]``) or escape sequences."""
+    console.print(Text("error: ", style="red") + Text(visible(exc)), highlight=False, soft_wrap=True)
+
+
+class _VisibleFormatter(logging.Formatter):
+    """Log lines with control characters shown as escapes (file names end up in messages)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    handler.setFormatter(_VisibleFormatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     import warnings
 
     import optuna
@@ -74,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except AutoMLError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        print_error(console, exc)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: the running trial is marked failed; run the same command to resume")

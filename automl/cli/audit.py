@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automl.errors import ConfigError
+from automl.terminal import markup_safe
 
 
 def _dataset(args: argparse.Namespace):
@@ -52,19 +53,19 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
     found = findings(audit)
     paths = write_report(audit, found, out, source, sf.data.pad_divisor if sf is not None else 32)
 
-    table = Table(title=f"audit of {source}")
+    table = Table(title=f"audit of {markup_safe(source)}")
     table.add_column("class")
     for name in audit.splits:
         table.add_column(f"{name} pixels", justify="right")
         table.add_column(f"{name} images", justify="right")
     for c, name in enumerate(audit.classes):
-        table.add_row(name, *(v for s in audit.splits.values() for v in (pct(s.pixel_share[c]),
+        table.add_row(markup_safe(name), *(v for s in audit.splits.values() for v in (pct(s.pixel_share[c]),
                                                                            pct(s.image_share[c]))))
     console.print(table)
     console.print(f"[bold]{len(found)} finding(s)[/]")
     for f in found:
-        console.print(f"- {f.text}\n  [dim]remedy:[/] {f.remedy}", highlight=False)
-    console.print(f"wrote {out / 'audit.md'} and {len(paths) - 1} heatmap PNG(s)")
+        console.print(f"- {markup_safe(f.text)}\n  [dim]remedy:[/] {markup_safe(f.remedy)}", highlight=False)
+    console.print(f"wrote {markup_safe(out / 'audit.md')} and {len(paths) - 1} heatmap PNG(s)", highlight=False)
     if sf is not None and not args.no_attach:
         from automl.data.publish import publish
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from automl.cli.common import add_study_args, load_study
 from automl.errors import AutoMLError
+from automl.terminal import markup_safe
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        console.print(f"no study named {name} in {mask_url(url)} yet: run `automl search {args.study}`")
+        console.print(f"no study named {name} in {markup_safe(mask_url(url))} yet: run `automl search "
+                      f"{markup_safe(args.study)}`", highlight=False)
         return 1
     refresh_study_note(study, sf)
     server = open_server(storage, sf.run_dir, args.host, args.port)
@@ -76,7 +78,7 @@ def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     console.print(f"study {name} on {mask_url(url)}; artifacts from {sf.run_dir / 'artifacts'}",
                   highlight=False, markup=False, soft_wrap=True)
     if not _is_loopback(args.host):
-        console.print(f"[yellow]warning:[/] listening on {args.host}: the dashboard has no login, and anyone "
+        console.print(f"[yellow]warning:[/] listening on {markup_safe(args.host)}: the dashboard has no login, and anyone "
                       "who can reach it can edit notes and delete studies", highlight=False)
     console.print(f"dashboard: http://{host}:{port}/dashboard/studies/{study._study_id}   (Ctrl-C to stop)",
                   highlight=False, markup=False, soft_wrap=True)

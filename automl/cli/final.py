@@ -10,6 +10,7 @@ from rich.console import Console
 
 from automl.cli.common import add_study_args
 from automl.study.config import StudyFile, load_study_file
+from automl.terminal import markup_safe
 
 if TYPE_CHECKING:  # the command line imports this module at start-up: no data code then
     from automl.data.folder import Dataset
@@ -31,8 +32,9 @@ def run_and_show(sf: StudyFile, console: Console, *, storage: str | None = None,
 
     result = run_final(sf, storage=storage, out=out, trial_number=trial_number, reuse_model=reuse_model, data=data)
     console.print(report_table(result.report))
-    console.print(f"bundle: {result.bundle_dir}  (report: {result.bundle_dir / 'report.md'})")
-    console.print(f"predict: automl predict {result.bundle_dir} IMAGE... --out DIR")
+    bundle = markup_safe(result.bundle_dir)
+    console.print(f"bundle: {bundle}  (report: {markup_safe(result.bundle_dir / 'report.md')})", highlight=False)
+    console.print(f"predict: automl predict {bundle} IMAGE... --out DIR", highlight=False)
     return result.bundle_dir
 
 

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automl.errors import ConfigError
+from automl.terminal import markup_safe
 
 
 def _load(args: argparse.Namespace):
@@ -57,13 +58,14 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     result = inspect_split(model, cfg, data.splits[args.split], runtime, out, worst=args.worst,
                            threshold=args.threshold, source=source.label)
 
-    table = Table(title=f"{source.label} on {args.split}: worst images of {len(result.ranked)}")
+    table = Table(title=f"{markup_safe(source.label)} on {markup_safe(args.split)}: worst images of {len(result.ranked)}")
     for col in ("rank", "image", "mIoU", "loss", "flagged because"):
         table.add_column(col)
     for s in result.ranked[:max(args.worst, len(result.flagged))]:
-        table.add_row(str(s.rank), f"{args.split}/{s.stem}", fmt_score(s.miou), fmt_score(s.loss), s.reason)
+        table.add_row(str(s.rank), markup_safe(f"{args.split}/{s.stem}"), fmt_score(s.miou), fmt_score(s.loss),
+                      markup_safe(s.reason))
     console.print(table)
-    console.print(f"{len(result.flagged)} image(s) flagged; ranking and overlays in {out}")
+    console.print(f"{len(result.flagged)} image(s) flagged; ranking and overlays in {markup_safe(out)}", highlight=False)
     if sf is not None and not args.no_attach:
         from automl.data.publish import publish
 

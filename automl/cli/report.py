@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from automl.cli.common import add_study_args, load_study
+from automl.terminal import markup_safe
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
@@ -24,15 +25,16 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        console.print(f"no study named {name} in {mask_url(url)} yet: run `automl search {args.study}`")
+        console.print(f"no study named {name} in {markup_safe(mask_url(url))} yet: run `automl search "
+                      f"{markup_safe(args.study)}`", highlight=False)
         return 1
     out = Path(args.out) if args.out else sf.run_dir / "report"
     files = write_report(study, sf, out)
-    console.print(f"wrote {files.markdown}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {markup_safe(files.markdown)}", highlight=False, soft_wrap=True)
     for path in files.plots:
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {markup_safe(path)}", highlight=False, soft_wrap=True)
     for name, why in files.skipped.items():
-        console.print(f"skipped {name}: {why}", highlight=False, soft_wrap=True)
+        console.print(f"skipped {name}: {markup_safe(why)}", highlight=False, soft_wrap=True)
     return 0
 
 

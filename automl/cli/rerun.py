@@ -7,6 +7,7 @@ import argparse
 from rich.console import Console
 
 from automl.cli.common import add_study_args, load_study
+from automl.terminal import markup_safe
 
 
 def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
@@ -51,7 +52,7 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
     folder = f"trial_{args.trial}" if name == sf.name else f"{name.removeprefix(sf.name + '.')}_trial_{args.trial}"
     out = save_model(result.model, cfg, sf.run_dir / "reruns" / folder,
                      extra={"trial_number": args.trial, "value": result.history[-1].miou})
-    console.print(f"saved to {out.relative_to(sf.run_dir.parent)}")
+    console.print(f"saved to {markup_safe(out.relative_to(sf.run_dir.parent))}", highlight=False)
     return 0
 
 

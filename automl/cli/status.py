@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automl.cli.common import add_study_args, load_study
+from automl.terminal import markup_safe
 
 
 def _hms(seconds: float | None) -> str:
@@ -37,7 +38,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         _print_status(console, study_status(study, sf, target, timeout), url, staged=bool(sf.stages))
         shown += 1
     if not shown:
-        console.print(f"nothing in {mask_url(url)} yet: run `automl search {args.study}`")
+        console.print(f"nothing in {markup_safe(mask_url(url))} yet: run `automl search {markup_safe(args.study)}`",
+                      highlight=False)
         return 1
     return 0
 
@@ -46,11 +48,11 @@ def _print_status(console: Console, st, url: str, staged: bool) -> None:
     from automl.study.storage import mask_url
 
     kind = "stage" if staged else "study"
-    table = Table(title=f"{kind} {st.name} ({mask_url(url)})", show_header=False)
+    table = Table(title=f"{kind} {st.name} ({markup_safe(mask_url(url))})", show_header=False)
     table.add_row("trials", ", ".join(f"{n} {k}" for k, n in st.counts.items() if n) or "none")
     table.add_row("progress", f"{st.budget.finished}/{st.budget.target} finished")
     table.add_row("best", "-" if st.best_value is None else f"#{st.best_number}: val mIoU {st.best_value:.4f}  "
-                                                             f"{st.best_summary}")
+                                                             f"{markup_safe(st.best_summary)}")
     limit = f" of {_hms(st.budget.timeout_s)}" if st.budget.timeout_s else ""
     table.add_row("search time", f"{_hms(st.budget.elapsed_s)}{limit}")
     table.add_row("median trial", _hms(st.median_trial_s))
@@ -64,7 +66,7 @@ def _print_status(console: Console, st, url: str, staged: bool) -> None:
     for retry, original in st.retries:
         table.add_row("retry", f"#{retry} retries #{original}")
     for number, reason in st.recent_failures:
-        table.add_row(f"failed #{number}", reason)
+        table.add_row(f"failed #{number}", markup_safe(reason))
     console.print(table)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from automl.errors import DataError
+from automl.terminal import visible
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
@@ -103,7 +104,7 @@ def _scan(root: Path, required: tuple[str, ...]) -> tuple[dict[str, list[_Pair]]
     """The pairs found per split, and every pairing problem (the pairs are still usable)."""
     problems: list[str] = []
     if not root.is_dir():
-        raise DataError(f"data root not found: {root}")
+        raise DataError(visible(f"data root not found: {root}"))
     found: dict[str, list[_Pair]] = {}
     for split in SPLITS:
         sdir = root / split
@@ -130,10 +131,12 @@ def _scan(root: Path, required: tuple[str, ...]) -> tuple[dict[str, list[_Pair]]
 
 
 def _listing(root: Path, problems: list[str]) -> str:
-    head = f"dataset {root.name}/ has {len(problems)} problem(s):"
+    # File names may hold escape sequences: the message shows them as \x1b, never raw.
+    head = f"dataset {visible(root.name)}/ has {len(problems)} problem(s):"
     shown = problems[:LISTED_MAX]
     more = [f"  ... and {len(problems) - LISTED_MAX} more"] if len(problems) > LISTED_MAX else []
-    return "\n".join([head, *(f"  {p}" for p in shown), *more])
+    return "\n".join([head, *(f"  {visible(p)}" for p in shown), *more])
+
 
 
 def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:

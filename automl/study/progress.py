@@ -13,6 +13,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from automl.terminal import visible
 from automl.trial.engine import EpochResult
 from automl.trial.progress import TrialEvents
 from automl.trial_config import TrialConfig
@@ -80,6 +81,7 @@ class LiveView(TrialEvents):
         value = "/".join(f"{v:.4g}" for v in trial.values) if trial.values else "-"
         cfg = trial.user_attrs.get("config")
         what = TrialConfig.from_dict(cfg).summary() if cfg else ""
-        self.console.print(f"trial {trial.number:>3} {trial.state.name:<8} mIoU {value}  {what}  [{reason}]",
-                           highlight=False)
+        # plain text: the reason quotes exception messages, and "[completed]" would read as markup
+        self.console.print(visible(f"trial {trial.number:>3} {trial.state.name:<8} mIoU {value}  {what}  [{reason}]"),
+                           highlight=False, markup=False)
         self._refresh_header()

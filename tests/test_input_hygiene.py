@@ -1,0 +1,78 @@
+"""User-supplied text reaches the terminal intact and inert; input files say plainly what is wrong.
+
+Rich markup (``[/b]``, ``[bold red]``) and escape sequences (``\\x1b[31m``) in paths and file
+names; duplicate YAML keys; empty and truncated images; a missing data folder; the hints at the
+end of a search.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from automl.cli import main
+from automl.data.folder import load_dataset
+from automl.errors import DataError
+
+ESC = "\x1b[31m"
+
+
+def _pair(root: Path, split: str, stem: str, size=(24, 32)) -> None:
+    for sub in ("images", "masks"):
+        (root / split / sub).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((*size, 3), np.uint8)).save(root / split / "images" / f"{stem}.png")
+    Image.fromarray(np.ones(size, np.uint8)).save(root / split / "masks" / f"{stem}.png")
+
+
+# --- rich markup and escape sequences -------------------------------------------------------
+
+def test_markup_in_a_missing_study_path_is_shown_not_parsed(tmp_path):
+    bad = tmp_path / "nosuch[/b].yaml"
+    run = subprocess.run([sys.executable, "-m", "automl", "search", str(bad)], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "MarkupError" not in run.stdout + run.stderr and "Traceback" not in run.stderr
+    assert f"error: {bad}: file not found" in run.stdout
+
+
+def test_markup_and_escapes_in_file_names_are_listed_intact(tmp_path, capsys):
+    root = tmp_path / "data"
+    _pair(root, "train", "a")
+    _pair(root, "val", "v")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "train" / "images" / "x[bold red]y.png")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "train" / "images" / f"e{ESC}f.png")
+    with pytest.raises(DataError) as exc:
+        load_dataset(root, ("bg", "fg"), 255)
+    msg = str(exc.value)
+    assert "train/images/x[bold red]y.png: no mask" in msg
+    assert "train/images/e\\x1b[31mf.png: no mask" in msg and "\x1b" not in msg
+    # and through the command line's error printer, which used to drop "[bold red]"
+    code = main(["audit", "--data", str(root), "--classes", "bg,fg", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert "x[bold red]y.png: no mask" in out and "e\\x1b[31mf.png" in out and "\x1b" not in out
+
+
+def test_trial_lines_keep_their_bracketed_reason():
+    import optuna
+    from rich.console import Console
+
+    from automl.study.progress import LiveView
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    study.tell(trial, 0.5)
+    frozen = study.trials[0]
+    frozen.set_user_attr("stop_reason", f"failed: [/b] {ESC}")
+    console = Console(record=True, width=200)
+    view = LiveView(study, 1, console)
+    view(study, frozen)
+    text = console.export_text()
+    assert "[failed: [/b] \\x1b[31m]" in text
+
+
