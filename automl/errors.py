@@ -11,3 +11,7 @@ class ConfigError(AutoMLError):
 
 class DataError(AutoMLError):
     """The dataset folder is invalid; the message lists every offending file."""
+
+
+class StorageError(AutoMLError):
+    """The study's storage (or a run folder) could not be written: what, where, and free space."""

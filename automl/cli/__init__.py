@@ -59,9 +59,13 @@ def install_interrupts() -> None:
     sys.unraisablehook = hook
 
 
-def print_error(console: Console, exc: BaseException) -> None:
+def print_error(console: Console, exc: BaseException, verbose: bool = False) -> None:
     """One error, as plain text: its message names user paths and file names, which may hold
-    rich markup (``[/b]``) or escape sequences."""
+    rich markup (``[/b]``) or escape sequences. With -v, the traceback of what caused it."""
+    if verbose and exc.__cause__ is not None:
+        import traceback
+
+        console.print(visible("".join(traceback.format_exception(exc.__cause__))), markup=False, highlight=False)
     console.print(Text("error: ", style="red") + Text(visible(exc)), highlight=False, soft_wrap=True)
 
 
@@ -90,11 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except AutoMLError as exc:
-        print_error(console, exc)
+        print_error(console, exc, args.verbose)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted: the running trial is marked failed; run the same command to resume")
         return 130
+    except Exception as exc:
+        from automl.study.storage import write_failure
+
+        err = write_failure(exc)  # a full disk or a read-only database: one line, not a traceback
+        if err is None:
+            raise
+        err.__cause__ = exc
+        print_error(console, err, args.verbose)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from automl.errors import ConfigError
+from automl.errors import ConfigError, StorageError
 from automl.study.config import StorageSection, StudyFile
 
 log = logging.getLogger(__name__)
@@ -69,9 +71,11 @@ def open_storage(url: str, opts: StorageSection) -> optuna.storages.BaseStorage:
     another machine stays RUNNING, so for several machines use PostgreSQL or MySQL.
     """
     if url.startswith("journal://"):
+        _remember(url)
         path = Path(url[len("journal://"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
+    _remember(url)
     engine_kwargs: dict = {}
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -106,3 +110,96 @@ SCHEMA_RACE_RETRIES = 4
 def _schema_race(exc: Exception) -> bool:
     text = str(exc).lower()
     return "already exists" in text or "duplicate key" in text or "duplicate entry" in text
+
+
+# What a failed write looks like to the user. Optuna wraps every SQLAlchemy error of a commit in a
+# StorageInternalError that blames "invalid data in the commit, e.g. exceeding max length", whatever
+# the cause (a full disk, a read-only file, a lost server); the CLI turns it into one line that says
+# what failed, where, and how much space is left. The exception does not say which storage it came
+# from: the URLs this process opened are kept for that (newest last).
+_opened: list[str] = []
+
+
+def _remember(url: str) -> None:
+    if url in _opened:
+        _opened.remove(url)
+    _opened.append(url)
+
+# OSErrors that mean "this disk cannot take the write", not a bug.
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+
+
+def _file_of(url: str) -> Path | None:
+    for scheme in ("sqlite:///", "journal://"):
+        if url.startswith(scheme):
+            return Path(url[len(scheme):])
+    return None
+
+
+def free_space(folder: Path) -> str:
+    """``'12.3 MB free in runs/x'`` for ``folder`` (or its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"free space in {_shown_path(str(folder))} unknown"
+    amount = f"{free / 1e9:.1f} GB" if free >= 1e10 else f"{free / 1e6:.1f} MB"
+    return f"{amount} free in {_shown_path(str(folder))}"
+
+
+def _chain(exc: BaseException | None):
+    """``exc`` and the exceptions it was raised from or while handling. Optuna's own clean-up can
+    turn a failed write into another error: after a failed ``tell`` it raises AssertionError
+    ("Should not reach.") while handling the StorageInternalError."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _storage_cause(exc: BaseException) -> BaseException | None:
+    """The database error behind ``exc`` when a storage write failed along its chain, else None."""
+    import sqlalchemy.exc
+
+    for e in _chain(exc):
+        if isinstance(e, optuna.exceptions.StorageInternalError):
+            e = e.__cause__ or e
+        elif not isinstance(e, sqlalchemy.exc.SQLAlchemyError):
+            continue
+        return getattr(e, "orig", None) or e  # the driver's own error (sqlite3.OperationalError ...)
+    return None
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    return next((e for e in _chain(exc) if isinstance(e, OSError) and e.errno in _DISK_ERRNOS), None)
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    return _storage_cause(exc) is not None or _disk_error(exc) is not None
+
+
+def write_failure(exc: BaseException) -> StorageError | None:
+    """One clear StorageError for a failed storage write or a full (or read-only) disk; None when
+    ``exc`` is neither. The caller keeps ``exc`` as its ``__cause__``."""
+    cause = _storage_cause(exc)
+    if cause is None:
+        exc = _disk_error(exc)
+        if exc is None:
+            return None
+        where = Path(exc.filename) if exc.filename else Path.cwd()
+        return StorageError(f"cannot write {_shown_path(str(where.absolute()))} ({exc.strerror}); "
+                            f"{free_space(where.parent)}. Free some space (or make it writable), then run the "
+                            "same command to resume")
+    text = str(cause).strip().splitlines()
+    why = f"{type(cause).__name__}: {text[0]}" if text else type(cause).__name__
+    url = _opened[-1] if _opened else None
+    path = _file_of(url) if url else None
+    what = f"storage {mask_url(url)}" if url else "the study's storage"
+    if path is not None:
+        how = f"; {free_space(path.parent)}. The write was rolled back: free some space (or make the file writable)"
+    else:
+        how = ". The write was rolled back: check the database server (disk, permissions, connection)"
+    return StorageError(f"{what}: cannot write ({mask_url(why)}){how}, then run the same command to resume")
