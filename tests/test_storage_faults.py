@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from automl.study.config import load_study_file
@@ -44,6 +45,18 @@ FULL_DISK = textwrap.dedent("""
     sys.exit(main(sys.argv[1:]))
 """)
 
+# Ctrl-C (or SIGTERM, which the CLI turns into the same KeyboardInterrupt) inside a trial.
+INTERRUPT = textwrap.dedent("""
+    import sys
+    import automl.trial.objective as objective
+
+    def fit(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    objective.fit = fit
+    from automl.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
 
 
 def _cli(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -96,5 +109,15 @@ def test_storage_failure_names_the_storage_and_keeps_the_cause(tiny_study, runs_
     assert write_failure(ValueError("a bug")) is None
     full = write_failure(OSError(errno.ENOSPC, "No space left on device", str(runs_root / "x.png")))
     assert "x.png (No space left on device)" in str(full) and " free in " in str(full)
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_interrupt_prints_one_line_and_the_traceback_only_with_v(tiny_study, runs_root, verbose):
+    study = tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 1})
+    run = _cli(INTERRUPT, *(["-v"] if verbose else []), "search", str(study), "--runs-root", str(runs_root))
+    out = run.stdout + run.stderr
+    assert run.returncode == 130, out
+    assert "interrupted: the running trial is marked failed" in run.stdout
+    assert ("Traceback" in out) == verbose
 
 

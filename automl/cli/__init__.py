@@ -69,6 +69,20 @@ def print_error(console: Console, exc: BaseException, verbose: bool = False) -> 
     console.print(Text("error: ", style="red") + Text(visible(exc)), highlight=False, soft_wrap=True)
 
 
+class _NoTracebackFor(logging.Filter):
+    """Optuna logs the exception of a failed trial with its traceback. For Ctrl-C or SIGTERM
+    (about 80 lines of Optuna and PyTorch frames) and for a storage that cannot be written, the
+    CLI says what happened in one line: the traceback is kept for -v."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from automl.study.storage import is_write_failure
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and (isinstance(exc, KeyboardInterrupt) or is_write_failure(exc)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 class _VisibleFormatter(logging.Formatter):
     """Log lines with control characters shown as escapes (file names end up in messages)."""
 
@@ -87,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for h in logging.getLogger("optuna").handlers:
+        for f in [f for f in h.filters if isinstance(f, _NoTracebackFor)]:
+            h.removeFilter(f)  # main() may run more than once in a process
+        if not args.verbose:
+            h.addFilter(_NoTracebackFor())
     # Heartbeat, retries and metric names are marked experimental in Optuna 5; we rely on them on
     # purpose and the warnings would bury the progress view.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
