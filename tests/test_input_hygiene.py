@@ -76,3 +76,20 @@ def test_trial_lines_keep_their_bracketed_reason():
     assert "[failed: [/b] \\x1b[31m]" in text
 
 
+
+
+# --- the hints at the end of a search -------------------------------------------------------
+
+def test_end_of_search_hints_run_as_printed(tiny_study, tmp_path, capsys):
+    """A Pareto study searched with a non-default runs root and storage: the dashboard hint
+    carries both flags, and the Optuna hint uses best-trials (best-trial fails on such a study)."""
+    study = tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 1, "objectives": ["val_miou", "params_m"]})
+    runs_root, url = tmp_path / "my runs", f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    code = main(["search", str(study), "--runs-root", str(runs_root), "--storage", url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"automl dashboard {study} --runs-root '{runs_root}' --storage {url}" in out
+    assert "optuna best-trials --storage" in out and "optuna best-trial " not in out
+    run = subprocess.run([str(Path(sys.executable).parent / "optuna"), "best-trials", "--storage", url,
+                          "--study-name", "tiny", "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr

@@ -51,6 +51,16 @@ def mask_url(url: str) -> str:
     return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}{':***' if m['pw'] is not None else ''}@", url)
 
 
+def storage_arg(url: str) -> str:
+    """The URL as a ``--storage`` value in a command the user may copy: as it is, unless it holds a
+    password; then ``env:VAR`` if an environment variable holds the URL, else the URL masked."""
+    m = _CREDENTIALS.search(url)
+    if m is None or m["pw"] is None:
+        return url
+    var = next((k for k, v in os.environ.items() if v == url), None)
+    return f"env:{var}" if var else mask_url(url)
+
+
 def resolve_url(sf: StudyFile, override: str | None = None) -> str:
     url = override or sf.storage.url
     if url is None:

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from automl.errors import ConfigError
 from automl.study.config import StudyFile
-from automl.study.storage import mask_url
+from automl.study.storage import mask_url, resolve_url, storage_arg
+from automl.terminal import markup_safe, visible
 from automl.trial_config import TrialConfig
+
+
+def command_flags(sf: StudyFile, storage_url: str) -> str:
+    """The ``--runs-root`` and ``--storage`` a later command needs to find this run: those that
+    differ from what the study file alone gives, so the hints shown can be run as they are."""
+    flags = []
+    if Path(sf.runs_root) != Path("runs"):
+        flags.append(f"--runs-root {shlex.quote(str(sf.runs_root))}")
+    try:
+        default = resolve_url(sf)
+    except ConfigError:  # the file's env:VAR is not set here: the URL came from --storage
+        default = None
+    if storage_url != default:
+        flags.append(f"--storage {shlex.quote(storage_arg(storage_url))}")
+    return "".join(" " + f for f in flags)
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
@@ -41,7 +61,7 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
     try:
         best = select_trial(study, sf)
     except AutoMLError as exc:
-        console.print(str(exc))
+        console.print(visible(exc), markup=False, highlight=False)
         return
     if sf.multi_objective:
         console.print(front_table(study, sf))
@@ -56,7 +76,12 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
     per_class = best.user_attrs.get("miou_per_class", {})
     table.add_row("per class", "  ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in per_class.items()))
     console.print(table)
-    shown = mask_url(storage_url)
-    console.print(f"open the dashboard:   automl dashboard {study_file}   (or: optuna-dashboard {shown})")
-    console.print(f"best trial as JSON:   optuna best-trial --storage {shown} --study-name {study.study_name} -f json",
-                  soft_wrap=True)
+    flags = command_flags(sf, storage_url)
+    command = f"{shlex.quote(str(study_file))}{flags}"
+    shown = markup_safe(mask_url(storage_url))
+    console.print(f"open the dashboard:   automl dashboard {markup_safe(command)}   (or: optuna-dashboard {shown})",
+                  highlight=False, soft_wrap=True)
+    # `optuna best-trial` fails on a study with several objectives; best-trials lists the front
+    verb = "best-trials" if sf.multi_objective else "best-trial"
+    console.print(f"best {'trials' if sf.multi_objective else 'trial'} as JSON:   optuna {verb} --storage {shown} "
+                  f"--study-name {study.study_name} -f json", highlight=False, soft_wrap=True)
