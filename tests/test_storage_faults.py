@@ -19,10 +19,19 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+import automl.study.checkpoints as checkpoints
+from automl.cli import main
+from automl.data.model_source import resolve_model
+from automl.errors import ConfigError
+from automl.study.checkpoints import BestTrialCheckpoint, missing_best_weights, read_recorded
 from automl.study.config import load_study_file
 from automl.study.storage import open_storage, resolve_url, write_failure
+from automl.trial.engine import FitResult
+from automl.trial.model import build_model
+from automl.trial_config import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,3 +130,81 @@ def test_interrupt_prints_one_line_and_the_traceback_only_with_v(tiny_study, run
     assert ("Traceback" in out) == verbose
 
 
+# --- the best trial's weights on a full disk ------------------------------------------------
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(ModelSpec(arch="Unet", encoder="resnet18", encoder_depth=3), 5)
+
+
+def _no_space(calls: list, fail: set[int]):
+    real = checkpoints.save_model
+
+    def save(model, cfg, out_dir, extra=None):
+        calls.append(extra["trial_number"])
+        if len(calls) in fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(model, cfg, out_dir, extra=extra)
+
+    return save
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # trials told by hand, not by optimize
+def test_best_weights_that_could_not_be_saved_are_never_claimed(tiny_study, runs_root, monkeypatch, caplog):
+    from automl.space.sample import ResolvedSpace
+    from automl.space.schema import load_search_space
+    from automl.trial_config import DataSpec
+
+    path = tiny_study()
+    sf = load_study_file(path, runs_root=runs_root)
+    storage = open_storage(resolve_url(sf), sf.storage)
+    study = optuna.create_study(study_name=sf.name, storage=storage, direction="maximize")
+    space = ResolvedSpace(load_search_space(sf.search_space), ["Unet/resnet18"])
+    spec = DataSpec(classes=tuple(sf.data.classes), ignore_index=255)
+    calls: list[int] = []
+    monkeypatch.setattr(checkpoints, "save_model", _no_space(calls, fail={2, 3}))
+    hook = BestTrialCheckpoint(sf.run_dir)
+
+    def finish(value: float) -> int:
+        trial = study.ask()
+        cfg = space.sample(trial, data=spec, epochs=1, seed=0)
+        hook(trial, cfg, FitResult(model=_model()), value)
+        study.tell(trial, value)
+        return trial.number
+
+    finish(0.5)                      # saved
+    best = finish(0.8)               # the disk is full: not saved
+    assert "its weights could not be saved" in caplog.text and "No space left on device" in caplog.text
+    assert " free in " in caplog.text
+    assert read_recorded(hook.dir)["trial_number"] == 0
+    rerun = f"automl rerun {path}"
+    missing = missing_best_weights(sf, storage, rerun)
+    assert missing is not None and missing.trial_number == best
+    assert f"best trial #{best} were not saved (No space left on device; " in missing.message
+    assert " free in " in missing.message and f"run `{rerun} --trial {best}`" in missing.message
+    with pytest.raises(ConfigError, match=f"best trial #{best} were not saved"):
+        resolve_model(path, runs_root=runs_root)  # what `automl inspect` uses: not the older weights
+    finish(0.6)                      # still full: trial 1's weights are tried again, and fail
+    assert read_recorded(hook.dir)["trial_number"] == 0
+    finish(0.7)                      # space again: trial 1's weights land, not this worse trial's
+    assert read_recorded(hook.dir)["trial_number"] == best and calls == [0, 1, 1, 1]
+    assert missing_best_weights(sf, storage, rerun) is None
+    assert resolve_model(path, runs_root=runs_root).model_dir == hook.dir
+
+
+def test_search_inspect_and_rerun_when_the_weights_could_not_be_saved(tiny_study, runs_root, monkeypatch, capsys):
+    study = str(tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 1}))
+    monkeypatch.setattr(checkpoints, "save_model", _no_space([], fail=set(range(1, 100))))
+    assert main(["search", study, "--runs-root", str(runs_root)]) == 0
+    out = capsys.readouterr().out
+    hint = f"automl rerun {study} --runs-root {runs_root} --trial 0"
+    assert "warning: the weights of best trial #0 were not saved (No space left on device; " in out
+    assert f"run `{hint}`" in out and "Traceback" not in out
+    assert main(["inspect", study, "--runs-root", str(runs_root), "--no-attach"]) == 2
+    assert "error: the weights of best trial #0 were not saved" in capsys.readouterr().out
+    monkeypatch.undo()  # space again: the rerun the message names fills the folder
+    assert main(hint.split()[1:]) == 0
+    assert "best_trial now holds these weights" in capsys.readouterr().out
+    sf = load_study_file(study, runs_root=runs_root)
+    assert read_recorded(sf.run_dir / "best_trial")["trial_number"] == 0
+    assert missing_best_weights(sf, open_storage(resolve_url(sf), sf.storage), "automl rerun") is None

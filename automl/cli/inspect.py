@@ -23,7 +23,7 @@ def _load(args: argparse.Namespace):
 
     runs_root = Path(args.runs_root)
     overrides = {"data.root": args.data} if args.data else None
-    source = resolve_model(Path(args.target), runs_root=runs_root, overrides=overrides)
+    source = resolve_model(Path(args.target), runs_root=runs_root, overrides=overrides, storage=args.storage)
     sf = source.study
     if sf is None and args.study:
         sf = load_study_file(args.study, overrides=overrides, runs_root=runs_root)

@@ -22,7 +22,8 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
     from automl.trial_config import TrialConfig
 
     sf = load_study(args)
-    storage = open_storage(resolve_url(sf, args.storage), sf.storage)
+    url = resolve_url(sf, args.storage)
+    storage = open_storage(url, sf.storage)
     stages = [st.name for st in sf.stages]
     if args.stage is not None and args.stage not in stages:
         raise AutoMLError(f"--stage: {args.stage!r} is not a stage of {sf.name} (stages: {', '.join(stages) or 'none'})")
@@ -53,7 +54,23 @@ def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
     out = save_model(result.model, cfg, sf.run_dir / "reruns" / folder,
                      extra={"trial_number": args.trial, "value": result.history[-1].miou})
     console.print(f"saved to {markup_safe(out.relative_to(sf.run_dir.parent))}", highlight=False)
+    if cfg == TrialConfig.from_dict(original.user_attrs["config"]):  # not with other --epochs
+        _fill_best_trial(sf, storage, name, args.trial, result.model, cfg, console)
     return 0
+
+
+def _fill_best_trial(sf, storage, name: str, number: int, model, cfg, console: Console) -> None:
+    """The search could not save this trial's weights as the best trial's (a full disk): put the
+    retrained ones in ``best_trial`` so that `automl inspect` can use them."""
+    from automl.study.checkpoints import BestTrialCheckpoint, missing_best_weights
+
+    missing = missing_best_weights(sf, storage, "automl rerun")
+    if missing is None or (missing.study_name, missing.trial_number) != (name, number):
+        return
+    checkpoint = BestTrialCheckpoint(sf.run_dir)
+    if checkpoint.restore(model, cfg, missing):
+        console.print(f"{markup_safe(checkpoint.dir.relative_to(sf.run_dir.parent))} now holds these weights: the "
+                      "best trial's were never saved", highlight=False, soft_wrap=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

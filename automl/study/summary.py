@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from automl.errors import ConfigError
 from automl.study.config import StudyFile
@@ -76,8 +77,13 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
     per_class = best.user_attrs.get("miou_per_class", {})
     table.add_row("per class", "  ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in per_class.items()))
     console.print(table)
+    from automl.study.checkpoints import missing_best_weights
+
     flags = command_flags(sf, storage_url)
     command = f"{shlex.quote(str(study_file))}{flags}"
+    missing = missing_best_weights(sf, study._storage, f"automl rerun {command}")
+    if missing is not None:  # never let the folder's older weights pass for the best trial's
+        console.print(Text("warning: ", style="yellow") + Text(visible(missing.message)), soft_wrap=True)
     shown = markup_safe(mask_url(storage_url))
     console.print(f"open the dashboard:   automl dashboard {markup_safe(command)}   (or: optuna-dashboard {shown})",
                   highlight=False, soft_wrap=True)
