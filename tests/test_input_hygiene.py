@@ -18,6 +18,8 @@ from PIL import Image
 from automl.cli import main
 from automl.data.folder import load_dataset
 from automl.errors import DataError
+from automl.study.config import load_study_file
+from automl.study.runner import load_data
 
 ESC = "\x1b[31m"
 
@@ -38,6 +40,16 @@ def test_markup_in_a_missing_study_path_is_shown_not_parsed(tmp_path):
     assert run.returncode == 2, run.stdout + run.stderr
     assert "MarkupError" not in run.stdout + run.stderr and "Traceback" not in run.stderr
     assert f"error: {bad}: file not found" in run.stdout
+
+
+def test_markup_and_escapes_in_data_path_in_process(tiny_study, runs_root, capsys):
+    study = tiny_study()
+    code = main(["search", str(study), "--runs-root", str(runs_root), "--data", f"/data/x[/red]y{ESC}z"])
+    out = capsys.readouterr().out
+    assert code == 2
+    # the path intact, the escape shown as text, and the flag it came from named
+    assert "data folder not found: /data/x[/red]y\\x1b[31mz (from --data)" in out
+    assert "\x1b" not in out
 
 
 def test_markup_and_escapes_in_file_names_are_listed_intact(tmp_path, capsys):
@@ -76,6 +88,34 @@ def test_trial_lines_keep_their_bracketed_reason():
     assert "[failed: [/b] \\x1b[31m]" in text
 
 
+# --- data check wording ---------------------------------------------------------------------
+
+def test_empty_and_truncated_images_say_so(tmp_path):
+    _pair(tmp_path, "train", "a")
+    _pair(tmp_path, "train", "empty")
+    _pair(tmp_path, "train", "cut")
+    _pair(tmp_path, "train", "header")
+    _pair(tmp_path, "val", "v")
+    (tmp_path / "train" / "images" / "empty.png").write_bytes(b"")
+    full = (tmp_path / "train" / "images" / "cut.png").read_bytes()
+    (tmp_path / "train" / "images" / "cut.png").write_bytes(full[: len(full) // 2])
+    (tmp_path / "train" / "masks" / "header.png").write_bytes(full[:6])  # cut inside the signature
+    with pytest.raises(DataError) as exc:
+        load_dataset(tmp_path, ("bg", "fg"), 255)
+    msg = str(exc.value)
+    assert "train/images/empty.png: empty file (0 bytes)" in msg
+    assert f"train/images/cut.png: truncated file ({len(full) // 2} bytes)" in msg
+    assert "train/masks/header.png: truncated file (6 bytes)" in msg
+    assert "OSError" not in msg and "UnidentifiedImageError" not in msg
+
+
+def test_missing_data_folder_names_the_field(tiny_study, tmp_path):
+    study = tiny_study(**{"data.root": "no_such_data", "data.synthetic": None})
+    with pytest.raises(DataError, match=r"data folder not found: .*no_such_data \(from data\.root in .*tiny\.yaml\)"):
+        load_data(load_study_file(study))
+    other = tmp_path / "elsewhere"
+    with pytest.raises(DataError, match=r"elsewhere \(from --data\)"):
+        load_data(load_study_file(study, overrides={"data.root": str(other)}))
 
 
 # --- the hints at the end of a search -------------------------------------------------------

@@ -40,7 +40,7 @@ def _dataset(args: argparse.Namespace):
         raise ConfigError(f"--ignore-index {ignore}: must be in {len(classes)}..255 (not a class index)")
     root = Path(args.data)
     out = Path(args.out) if args.out else runs_root / root.resolve().name / "audit"
-    return load_dataset(root, classes, ignore), None, out, f"{root.resolve().name}/"
+    return load_dataset(root, classes, ignore, origin="--data"), None, out, f"{root.resolve().name}/"
 
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:

@@ -31,7 +31,8 @@ def _load(args: argparse.Namespace):
     if sf is not None:
         data = load_data(sf)
     elif args.data:
-        data = load_dataset(Path(args.data), cfg.data.classes, cfg.data.ignore_index, required=(args.split,))
+        data = load_dataset(Path(args.data), cfg.data.classes, cfg.data.ignore_index, required=(args.split,),
+                            origin="--data")
     else:
         raise ConfigError(f"{args.target}: a model folder or bundle needs --data DIR (or --study FILE) to know "
                           "which images to inspect")

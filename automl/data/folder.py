@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from automl.errors import DataError
 from automl.terminal import visible
@@ -92,19 +92,19 @@ def _files(folder: Path, exts: set[str], problems: list[str], where: str) -> dic
     return out
 
 
-def scan(root: Path, *, required: tuple[str, ...] = ("train", "val")) -> dict[str, list[_Pair]]:
+def scan(root: Path, *, required: tuple[str, ...] = ("train", "val"), origin: str = "") -> dict[str, list[_Pair]]:
     """Pair images with masks per split; raise one DataError listing every problem."""
-    found, problems = _scan(root, required)
+    found, problems = _scan(root, required, origin)
     if problems:
         raise DataError(_listing(root, problems))
     return found
 
 
-def _scan(root: Path, required: tuple[str, ...]) -> tuple[dict[str, list[_Pair]], list[str]]:
-    """The pairs found per split, and every pairing problem (the pairs are still usable)."""
+def _scan(root: Path, required: tuple[str, ...], origin: str = "") -> tuple[dict[str, list[_Pair]], list[str]]:
+    """The pairs found per split, and every pairing problem (the pairs are still usable).
+    ``origin`` says where ``root`` came from (``--data``), for the error when it is missing."""
     problems: list[str] = []
-    if not root.is_dir():
-        raise DataError(visible(f"data root not found: {root}"))
+    check_root(root, origin)
     found: dict[str, list[_Pair]] = {}
     for split in SPLITS:
         sdir = root / split
@@ -130,6 +130,13 @@ def _scan(root: Path, required: tuple[str, ...]) -> tuple[dict[str, list[_Pair]]
     return found, problems
 
 
+def check_root(root: Path, origin: str = "") -> None:
+    """A DataError naming the folder, and where it came from, when it is not a folder."""
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "not found"
+        raise DataError(visible(f"data folder {what}: {root}" + (f" (from {origin})" if origin else "")))
+
+
 def _listing(root: Path, problems: list[str]) -> str:
     # File names may hold escape sequences: the message shows them as \x1b, never raw.
     head = f"dataset {visible(root.name)}/ has {len(problems)} problem(s):"
@@ -137,6 +144,26 @@ def _listing(root: Path, problems: list[str]) -> str:
     more = [f"  ... and {len(problems) - LISTED_MAX} more"] if len(problems) > LISTED_MAX else []
     return "\n".join([head, *(f"  {visible(p)}" for p in shown), *more])
 
+
+# What an image file starts with, per format: a file that starts like one (or is a prefix of
+# one) but cannot be read was cut short.
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"GIF8")
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``path`` could not be decoded, in words where the cause is plain."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        return f"unreadable ({err.strerror or type(err).__name__})"
+    if size == 0:
+        return "empty file (0 bytes)"
+    known = any(head.startswith(sig) or sig.startswith(head) for sig in _SIGNATURES)
+    if "truncated" in str(exc).lower() or (known and isinstance(exc, UnidentifiedImageError)):
+        return f"truncated file ({size} bytes)"
+    return f"unreadable ({type(exc).__name__})"
 
 
 def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
@@ -146,7 +173,7 @@ def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple
         with Image.open(pair.image) as im:
             img = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
-        problems.append(f"{split}/images/{pair.image.name}: unreadable ({type(exc).__name__})")
+        problems.append(f"{split}/images/{pair.image.name}: {_unreadable(pair.image, exc)}")
     try:
         with Image.open(pair.mask) as im:
             if im.mode not in ("L", "P", "I", "I;16", "1"):
@@ -158,7 +185,7 @@ def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple
                     problems.append(f"{split}/masks/{pair.mask.name}: label values above 255")
                 mask = raw.astype(np.uint8)
     except Exception as exc:  # noqa: BLE001
-        problems.append(f"{split}/masks/{pair.mask.name}: unreadable ({type(exc).__name__})")
+        problems.append(f"{split}/masks/{pair.mask.name}: {_unreadable(pair.mask, exc)}")
     if img is not None and mask is not None:
         if img.shape[:2] != mask.shape:
             problems.append(f"{split}/{pair.stem}: image {img.shape[1]}x{img.shape[0]} and mask "
@@ -172,10 +199,11 @@ def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple
 
 
 def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
-                 *, required: tuple[str, ...] = ("train", "val")) -> Dataset:
+                 *, required: tuple[str, ...] = ("train", "val"), origin: str = "") -> Dataset:
     """Scan, validate and decode every split into memory (threads: PIL releases the GIL). Pairing
-    problems do not stop the decode of the pairs found: one error lists every problem at once."""
-    pairs, problems = _scan(root, required)
+    problems do not stop the decode of the pairs found: one error lists every problem at once.
+    ``origin``: where ``root`` came from (``--data``), named when the folder is missing."""
+    pairs, problems = _scan(root, required, origin)
     ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for split, plist in pairs.items():

@@ -229,6 +229,9 @@ class StudyFile(_Section):
     run: RunSection = Field(default_factory=RunSection)
     # Where runs/<name>/ lives; not part of the file, set by the loader.
     runs_root: Path = Field(Path("runs"), exclude=True)
+    # Where data.root came from ("data.root in studies/x.yaml", "--data"), for the error when the
+    # folder is missing; set by the loader.
+    data_origin: str = Field("data.root", exclude=True)
 
     @model_validator(mode="after")
     def _objectives(self) -> StudyFile:
@@ -252,7 +255,14 @@ class StudyFile(_Section):
 
     @property
     def data_root(self) -> Path:
-        return self.data.root if self.data.root is not None else self.run_dir / "data"
+        """The dataset folder: ``data.root``, which must exist (the error names the field or flag it
+        came from), or the synthetic data's folder under the run folder."""
+        if self.data.root is None:
+            return self.run_dir / "data"
+        from automl.data.folder import check_root
+
+        check_root(self.data.root, self.data_origin)
+        return self.data.root
 
 
 def _model_at(model: Any, loc: tuple) -> Any:
@@ -319,8 +329,11 @@ def load_study_file(path: str | Path, *, overrides: dict | None = None,
         raise ConfigError(format_validation_error(str(path), err, StudyFile)) from None
     base = path.parent
     updates: dict[str, Any] = {"search_space": _resolve(base, study.search_space), "runs_root": runs_root}
-    if study.data.root is not None and not (overrides or {}).get("data.root"):
+    if (overrides or {}).get("data.root"):
+        updates["data_origin"] = "--data"
+    elif study.data.root is not None:
         study.data.root = _resolve(base, study.data.root)
+        updates["data_origin"] = f"data.root in {path}"
     return study.model_copy(update=updates)
 
 
