@@ -17,9 +17,11 @@ from PIL import Image
 
 from automl.cli import main
 from automl.data.folder import load_dataset
-from automl.errors import DataError
+from automl.errors import ConfigError, DataError
+from automl.space.schema import load_search_space
 from automl.study.config import load_study_file
 from automl.study.runner import load_data
+from tests.conftest import TINY_SPACE, write_yaml
 
 ESC = "\x1b[31m"
 
@@ -86,6 +88,26 @@ def test_trial_lines_keep_their_bracketed_reason():
     view(study, frozen)
     text = console.export_text()
     assert "[failed: [/b] \\x1b[31m]" in text
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+def test_duplicate_keys_in_a_study_file_are_refused(tmp_path):
+    write_yaml(tmp_path / "space.yaml", TINY_SPACE)
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: dup\nsearch_space: space.yaml\nbudget:\n  n_trials: 3\n  trial_epochs: 2\n"
+                    "  n_trials: 30\ndata:\n  synthetic: {}\n  classes: [a, b]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_study_file(path)
+    msg = str(exc.value)
+    assert str(path) in msg and "'n_trials'" in msg and "lines 4 and 6" in msg
+
+
+def test_duplicate_keys_in_a_search_space_are_refused(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("model:\n  architectures: [Unet]\n  encoders: [resnet18]\nmodel:\n  encoder_depth: 3\n")
+    with pytest.raises(ConfigError, match=r"space\.yaml: key 'model' is given twice .*lines 1 and 4"):
+        load_search_space(path)
 
 
 # --- data check wording ---------------------------------------------------------------------
