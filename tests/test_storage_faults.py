@@ -208,3 +208,22 @@ def test_search_inspect_and_rerun_when_the_weights_could_not_be_saved(tiny_study
     sf = load_study_file(study, runs_root=runs_root)
     assert read_recorded(sf.run_dir / "best_trial")["trial_number"] == 0
     assert missing_best_weights(sf, open_storage(resolve_url(sf), sf.storage), "automl rerun") is None
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_cause_of_an_error_is_shown_with_v(verbose):
+    from rich.console import Console
+
+    from automl.cli import print_error
+    from automl.errors import StorageError
+
+    err = StorageError("storage sqlite:///x.db: cannot write (OperationalError: disk I/O error)")
+    try:
+        raise sqlite3.OperationalError("disk I/O error")
+    except sqlite3.OperationalError as exc:
+        err.__cause__ = exc
+    console = Console(record=True, width=300)
+    print_error(console, err, verbose)
+    text = console.export_text()
+    assert text.rstrip().endswith(f"error: {err}")
+    assert ("Traceback" in text and "sqlite3.OperationalError: disk I/O error" in text) == verbose
