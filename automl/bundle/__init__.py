@@ -9,7 +9,8 @@ from automl.bundle.layout import Manifest
 from automl.bundle.load import BundleError, load_bundle, read_manifest
 from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import TTASpec
+from automl.bundle.variants import VARIANTS, Variant
 from automl.bundle.write import write_bundle
 
-__all__ = ["BundleError", "Manifest", "OnnxPredictor", "Predictor", "TTASpec", "TorchPredictor", "load_bundle",
-           "read_manifest", "write_bundle"]
+__all__ = ["VARIANTS", "BundleError", "Manifest", "OnnxPredictor", "Predictor", "TTASpec", "TorchPredictor",
+           "Variant", "load_bundle", "read_manifest", "write_bundle"]

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from automl.bundle.tta import NO_TTA, TTASpec
+from automl.bundle.variants import Backend, Precision
 
 MODEL_DIR = "model"
 PREPROCESS = "preprocess.yaml"
@@ -34,9 +35,7 @@ REPORT_PNG = "report.png"
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"
-
-Backend = Literal["torch", "onnxruntime"]
-Precision = Literal["fp32", "int8"]
+ONNX_FILES: dict[Precision, str] = {"fp32": ONNX_FP32, "int8": ONNX_INT8}
 
 
 class OnnxInfo(BaseModel):

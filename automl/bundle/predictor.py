@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl.bundle.layout import ONNX_INPUT, Backend, Precision
+from automl.bundle.layout import ONNX_INPUT
 from automl.bundle.tta import NO_TTA, TTASpec, softmax, tta_probabilities
+from automl.bundle.variants import Backend, Precision
 
 log = logging.getLogger(__name__)
 
