@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Iterator, Literal
 from automl.bundle.layout import (
     MANIFEST,
     MODEL_DIR,
-    ONNX_FP32,
-    ONNX_INT8,
+    ONNX_FILES,
     PREPROCESS,
     Manifest,
 )
 from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA
+from automl.bundle.variants import ALL_PRECISIONS, BACKENDS, PRECISIONS, Variant, choices
 from automl.errors import AutoMLError
 
 if TYPE_CHECKING:
@@ -101,6 +101,22 @@ def load_torch_model(model_dir: Path) -> nn.Module:
         return load_model(model_dir)[0]
 
 
+def choose_variant(m: Manifest, backend: str = "auto", precision: str = "auto", tta: bool | None = None) -> Variant:
+    """The variant ``load_bundle`` serves: "auto" and None take the bundle's default, and a backend
+    asked for without a precision gets the default precision if it runs it, else its first one."""
+    for name, value, allowed in (("backend", backend, BACKENDS), ("precision", precision, ALL_PRECISIONS)):
+        if value != "auto" and value not in allowed:
+            raise BundleError(f"{name} must be {choices(('auto', *allowed))}, not {value!r}")
+    backend = m.default_backend if backend == "auto" else backend
+    if precision == "auto":
+        offered = PRECISIONS[backend]
+        precision = m.default_precision if m.default_precision in offered else offered[0]
+    try:
+        return Variant(backend, precision, m.tta_kept if tta is None else bool(tta))
+    except ValueError as exc:  # a precision the backend does not run
+        raise BundleError(str(exc)) from None
+
+
 def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxruntime"] = "auto",
                 precision: Literal["auto", "fp32", "int8"] = "auto", tta: bool | None = None,
                 threads: int | None = None, device: str = "cpu") -> Predictor:
@@ -116,25 +132,19 @@ def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxrunt
     """
     path = Path(path)
     m = read_manifest(path)
-    backend = m.default_backend if backend == "auto" else backend
-    if precision == "auto":
-        precision = m.default_precision if backend == "onnxruntime" else "fp32"
-    tta_spec = m.tta if (tta is None and m.tta_kept) or tta else NO_TTA
+    v = choose_variant(m, backend, precision, tta)
+    tta_spec = m.tta if v.tta else NO_TTA
     preprocess = load_preprocess(path)
     n = len(m.classes)
-    if backend == "torch":
-        if precision != "fp32":
-            raise BundleError("precision 'int8' needs backend='onnxruntime'; the torch model is fp32")
+    if v.backend == "torch":
         return TorchPredictor(load_torch_model(path / MODEL_DIR), preprocess, n, tta=tta_spec, device=device)
-    if backend != "onnxruntime":
-        raise BundleError(f"backend must be 'auto', 'torch' or 'onnxruntime', not {backend!r}")
-    name = ONNX_INT8 if precision == "int8" else ONNX_FP32
-    shipped = m.int8_file if precision == "int8" else m.onnx is not None
+    name = ONNX_FILES[v.precision]
+    shipped = m.int8_file if v.precision == "int8" else m.onnx is not None
     if not (path / name).is_file() and not shipped:
         raise BundleError(f"{path / name} is missing (the ONNX export or quantization failed; see report.md); "
-                          "use backend='torch'" + (" or precision='fp32'" if precision == "int8" else ""))
+                          "use backend='torch'" + (" or precision='fp32'" if v.precision == "int8" else ""))
     with reading(path / name):
-        predictor = OnnxPredictor(path / name, preprocess, n, precision=precision, tta=tta_spec, threads=threads)
-    if precision == "int8" and not m.int8_accepted:
+        predictor = OnnxPredictor(path / name, preprocess, n, precision=v.precision, tta=tta_spec, threads=threads)
+    if v.precision == "int8" and not m.int8_accepted:
         log.warning("%s: this INT8 model failed the accuracy check of the final stage (see report.md)", path.name)
     return predictor
