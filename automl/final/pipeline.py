@@ -22,6 +22,7 @@ from torch import nn
 from automl.bundle.layout import Manifest, OnnxInfo
 from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA, TTASpec
+from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32, VARIANTS, Variant
 from automl.bundle.write import write_bundle
 from automl.data.folder import Dataset, Split, padded_size
 from automl.final.evaluate import Scores, evaluate
@@ -29,7 +30,7 @@ from automl.final.export import ExportError, OnnxExport, export_onnx
 from automl.final.latency import Latency, measure_all
 from automl.final.plot import plot_final
 from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
-from automl.final.report import VARIANT_NAMES, render_markdown
+from automl.final.report import render_markdown
 from automl.final.retrain import (
     FINAL_MODEL_DIR,
     Retrained,
@@ -70,7 +71,7 @@ class _Variants:
     """The predictors built from the retrained model, and the decisions taken on the way."""
 
     tta: TTADecision
-    timed: dict[str, Predictor] = field(default_factory=dict)  # variant key → predictor, for latency
+    timed: dict[Variant, Predictor] = field(default_factory=dict)  # for latency
     export: OnnxExport | None = None
     int8: Int8Outcome | None = None
     int8_error: str | None = None
@@ -79,24 +80,23 @@ class _Variants:
     def int8_accepted(self) -> bool:
         return self.int8 is not None and self.int8.accepted
 
-    def default(self) -> tuple[str, str]:
-        """(backend, precision) the bundle loads by default."""
-        if self.export is None:
-            return "torch", "fp32"
-        return "onnxruntime", "int8" if self.int8_accepted else "fp32"
+    def default(self) -> Variant:
+        """The variant the bundle loads by default."""
+        plain = TORCH_FP32 if self.export is None else ORT_INT8 if self.int8_accepted else ORT_FP32
+        return plain.with_tta(self.tta.kept)
 
 
 class _Scorer:
-    """Scores predictors on one split, remembering results by variant key."""
+    """Scores predictors on one split, remembering results by variant."""
 
     def __init__(self, split: Split, cfg: TrialConfig):
         self.split, self.cfg = split, cfg
-        self.scores: dict[str, Scores] = {}
+        self.scores: dict[Variant, Scores] = {}
 
-    def __call__(self, key: str, predictor: Predictor) -> Scores:
+    def __call__(self, variant: Variant, predictor: Predictor) -> Scores:
         s = evaluate(predictor, self.split, self.cfg.data.num_classes, self.cfg.data.ignore_index)
-        self.scores[key] = s
-        log.info("%s %s: mIoU %.4f", self.split.name, VARIANT_NAMES.get(key, key), s.miou)
+        self.scores[variant] = s
+        log.info("%s %s: mIoU %.4f", self.split.name, variant.label, s.miou)
         return s
 
 
@@ -135,9 +135,9 @@ def _int8(fp32: OnnxPredictor, data: Dataset, sf: StudyFile, workdir: Path, val:
         by_path[path] = evaluate(candidate, val.split, val.cfg.data.num_classes, val.cfg.data.ignore_index)
         return by_path[path].miou
 
-    outcome = quantize_with_fallbacks(fp32.path, workdir, calib, score, val.scores["ort_fp32"].miou, opts.max_drop)
+    outcome = quantize_with_fallbacks(fp32.path, workdir, calib, score, val.scores[ORT_FP32].miou, opts.max_drop)
     if outcome.path is not None:
-        val.scores["ort_int8"] = by_path[outcome.path]
+        val.scores[ORT_INT8] = by_path[outcome.path]
     return outcome
 
 
@@ -147,19 +147,19 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     fs, n_cls, threads = sf.final, cfg.data.num_classes, sf.final.latency_threads
     preprocess = eval_transform(cfg.data)
     torch_pred = TorchPredictor(model, preprocess, n_cls)
-    val("torch_fp32", torch_pred)
+    val(TORCH_FP32, torch_pred)
     spec = TTASpec(hflip=fs.tta.hflip, vflip=fs.tta.vflip, scales=tuple(fs.tta.scales))
-    v = _Variants(decide_tta(torch_pred, data.val, val.scores["torch_fp32"], spec, fs.tta.min_gain, n_cls,
+    v = _Variants(decide_tta(torch_pred, data.val, val.scores[TORCH_FP32], spec, fs.tta.min_gain, n_cls,
                              cfg.data.ignore_index))
     if v.tta.scores is not None:
-        val.scores["torch_fp32_tta"] = v.tta.scores
+        val.scores[TORCH_FP32.with_tta()] = v.tta.scores
 
-    def add(key: str, predictor: Predictor) -> None:
-        v.timed[key] = predictor
+    def add(variant: Variant, predictor: Predictor) -> None:
+        v.timed[variant] = predictor
         if v.tta.evaluated:
-            v.timed[f"{key}_tta"] = predictor.with_tta(v.tta.spec)
+            v.timed[variant.with_tta()] = predictor.with_tta(v.tta.spec)
 
-    add("torch_fp32", torch_pred)
+    add(TORCH_FP32, torch_pred)
     try:
         v.export = export_onnx(model, work / "model.onnx", input_size, cfg.data.pad_divisor)
     except ExportError as exc:
@@ -167,8 +167,8 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
         log.error("%s", exc)
         return v
     ort_fp32 = OnnxPredictor(v.export.path, preprocess, n_cls, threads=threads)
-    val("ort_fp32", ort_fp32)
-    add("ort_fp32", ort_fp32)
+    val(ORT_FP32, ort_fp32)
+    add(ORT_FP32, ort_fp32)
     if not fs.int8.enabled:
         return v
     try:
@@ -178,18 +178,18 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
         notes.append(v.int8_error)
         log.error("%s", v.int8_error)
     if v.int8 is not None and v.int8.path is not None:
-        add("ort_int8", OnnxPredictor(v.int8.path, preprocess, n_cls, precision="int8", threads=threads))
+        add(ORT_INT8, OnnxPredictor(v.int8.path, preprocess, n_cls, precision="int8", threads=threads))
         if v.tta.evaluated:
-            val("ort_int8_tta", v.timed["ort_int8_tta"])
+            val(ORT_INT8.with_tta(), v.timed[ORT_INT8.with_tta()])
     return v
 
 
-def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int,
-               threads: int) -> tuple[dict[str, Latency], dict[str, Latency]]:
+def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: int,
+               threads: int) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
     """End-to-end ``predict(image)`` per variant, and the model alone (preprocessed input in,
     logits out) per variant without TTA: the gap is the pre/post-processing cost."""
     log.info("latency: %d variants x %d runs, threads %d", len(predictors), runs, threads)
-    plain = {k: p for k, p in predictors.items() if not p.tta.enabled}
+    plain = {k: p for k, p in predictors.items() if not k.tta}
     with torch_threads(threads):
         out = measure_all({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, runs=runs,
                           warmup=WARMUP_RUNS)
@@ -197,7 +197,7 @@ def _latencies(predictors: dict[str, Predictor], image: np.ndarray, runs: int,
                                  runs=runs, warmup=WARMUP_RUNS)
     for key, lat in out.items():
         alone = f", model alone {model_only[key].median_ms:.2f}" if key in model_only else ""
-        log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f%s)", VARIANT_NAMES[key], lat.median_ms, lat.p10_ms,
+        log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f%s)", key.label, lat.median_ms, lat.p10_ms,
                  lat.p90_ms, alone)
     return out, model_only
 
@@ -227,7 +227,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
         v = _build_and_score(trained.model, cfg, data, sf, input_size, Path(tmp), scorers["val"], notes)
         if "test" in scorers:
             for key, predictor in v.timed.items():
-                if key != "ort_fp32_tta":  # same numbers as torch fp32 + TTA
+                if key != ORT_FP32.with_tta():  # same numbers as torch fp32 + TTA
                     scorers["test"](key, predictor)
         latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
                                          sf.final.latency_threads)
@@ -238,7 +238,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
                               render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
                               onnx_int8=None if v.int8 is None else v.int8.path,
                               model_extra={"study_name": sf.name, "trial_number": trial.number, "stage": "final",
-                                           "value": scorers["val"].scores["torch_fp32"].miou},
+                                           "value": scorers["val"].scores[TORCH_FP32].miou},
                               render_png=plot_final)
     log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
     _attach(sf, study, bundle_dir, report)
@@ -246,7 +246,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
 
 
 def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _Variants) -> Manifest:
-    backend, precision = v.default()
+    default = v.default()
     return Manifest(
         study=sf.name, classes=cfg.data.classes, ignore_index=cfg.data.ignore_index,
         pad_divisor=cfg.data.pad_divisor, input_size=input_size,
@@ -255,28 +255,28 @@ def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _
         int8_file=v.int8 is not None and v.int8.path is not None, int8_accepted=v.int8_accepted,
         int8_method=None if v.int8 is None else v.int8.chosen,
         tta=v.tta.spec if v.tta.evaluated else NO_TTA, tta_kept=v.tta.kept,
-        default_backend=backend, default_precision=precision,
+        default_backend=default.backend, default_precision=default.precision,
     )
 
 
 def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialConfig, trained: Retrained, v: _Variants,
-            scorers: dict[str, _Scorer], latency: dict[str, Latency], model_only: dict[str, Latency], data: Dataset,
-            notes: list[str]) -> dict:
-    backend, precision = v.default()
+            scorers: dict[str, _Scorer], latency: dict[Variant, Latency], model_only: dict[Variant, Latency],
+            data: Dataset, notes: list[str]) -> dict:
+    default = v.default()
     e = v.export
     return {
         "study": sf.name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": list(cfg.data.classes),
-        "default_predictor": {"backend": backend, "precision": precision, "tta": v.tta.kept,
-                              "variant": _variant(backend, precision, v.tta.kept)},
+        "default_predictor": {"backend": default.backend, "precision": default.precision, "tta": default.tta,
+                              "variant": default.label},
         "search": search_summary(study, sf, trial),
         "retrain": {"config": cfg.summary(), "epochs": cfg.epochs, "seed": cfg.seed, "device": trained.device,
                     "train_on_trainval": sf.final.train_on_trainval, "wall_s": round(trained.wall_s, 1),
                     "reused": trained.reused, "history": trained.history},
         "model": {"arch": cfg.model.arch, "encoder": cfg.model.encoder, "params": count_params(trained.model),
                   "input_size": list(padded_size(data.max_size(), cfg.data.pad_divisor))},
-        "evaluation": {name: {k: s.as_dict(cfg.data.classes) for k, s in sc.scores.items()}
+        "evaluation": {name: {k.key: s.as_dict(cfg.data.classes) for k, s in sc.scores.items()}
                        for name, sc in scorers.items()},
         "tta": {**v.tta.as_dict(), "latency_cost_ms": _tta_cost(latency)},
         "onnx": None if e is None else {"exporter": e.exporter, "dynamic": e.dynamic, "opset": e.opset,
@@ -285,20 +285,16 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
         "latency": {"threads": sf.final.latency_threads, "cpu": cpu_model_name(), "runs": sf.final.latency_runs,
                     "warmup": WARMUP_RUNS, "image_size": list(data.val.images[0].shape[:2]),
                     "what": "predict(image) end to end: preprocess, model, TTA views, argmax",
-                    "results": {k: lat.as_dict() for k, lat in latency.items()},
-                    "model_only": {k: lat.as_dict() for k, lat in model_only.items()}},
+                    "results": {k.key: lat.as_dict() for k, lat in latency.items()},
+                    "model_only": {k.key: lat.as_dict() for k, lat in model_only.items()}},
         "notes": notes,
     }
 
 
-def _variant(backend: str, precision: str, tta: bool) -> str:
-    key = ("torch_fp32" if backend == "torch" else f"ort_{precision}") + ("_tta" if tta else "")
-    return VARIANT_NAMES[key]
-
-
-def _tta_cost(latency: dict[str, Latency]) -> dict[str, float]:
-    return {k: round(latency[f"{k}_tta"].median_ms - latency[k].median_ms, 3)
-            for k in ("torch_fp32", "ort_fp32", "ort_int8") if k in latency and f"{k}_tta" in latency}
+def _tta_cost(latency: dict[Variant, Latency]) -> dict[str, float]:
+    """Per variant without TTA that was also timed with it: what TTA adds, in ms."""
+    return {k.key: round(latency[k.with_tta()].median_ms - latency[k].median_ms, 3)
+            for k in VARIANTS if not k.tta and k in latency and k.with_tta() in latency}
 
 
 def _int8_report(sf: StudyFile, v: _Variants) -> dict:

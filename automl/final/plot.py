@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automl.final.report import VARIANT_NAMES
+from automl.bundle.variants import VARIANTS
 from automl.study.report import pyplot
 
 
@@ -29,12 +29,12 @@ def plot_final(report: dict, path: Path) -> Path:
 
     val, lat = report["evaluation"]["val"], report["latency"]["results"]
     default = report["default_predictor"]["variant"]
-    for key, name in VARIANT_NAMES.items():
-        if key in val and key in lat:
-            x, y = lat[key]["median_ms"], val[key]["miou"]
-            is_default = name == default  # the report names the default variant by its display name
+    for v in VARIANTS:
+        if v.key in val and v.key in lat:
+            x, y = lat[v.key]["median_ms"], val[v.key]["miou"]
+            is_default = v.label == default  # the report names the default variant by its label
             trade.scatter([x], [y], s=200 if is_default else 50, marker="*" if is_default else "o")
-            trade.annotate(name + (" (bundle default)" if is_default else ""), (x, y), fontsize=8, xytext=(4, 4),
+            trade.annotate(v.label + (" (bundle default)" if is_default else ""), (x, y), fontsize=8, xytext=(4, 4),
                            textcoords="offset points")
     trade.set_xlabel(f"predict() ms, batch 1, {report['latency']['threads']} threads")
     trade.set_ylabel("val mIoU")

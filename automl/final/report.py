@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-VARIANT_NAMES = {
-    "torch_fp32": "torch fp32",
-    "torch_fp32_tta": "torch fp32 + TTA",
-    "ort_fp32": "ORT fp32",
-    "ort_fp32_tta": "ORT fp32 + TTA",
-    "ort_int8": "ORT int8",
-    "ort_int8_tta": "ORT int8 + TTA",
-}
+from automl.bundle.variants import TORCH_FP32, VARIANTS, Variant
 
 
 def _f(v: float | None, digits: int = 4) -> str:
@@ -27,14 +20,14 @@ def _spread(v: dict | None) -> str:
     return "-" if v is None else f"{v['p10_ms']:.1f}–{v['p90_ms']:.1f}"
 
 
-def _variants(report: dict) -> list[str]:
+def _variants(report: dict) -> list[Variant]:
     ev, lat = report["evaluation"], report["latency"]["results"]
     present = set(lat) | {k for split in ev.values() for k in split}
-    return [k for k in VARIANT_NAMES if k in present]
+    return [v for v in VARIANTS if v.key in present]
 
 
 def _speedup(lat: dict, k: str) -> str:
-    base = lat.get("torch_fp32", {}).get("median_ms")
+    base = lat.get(TORCH_FP32.key, {}).get("median_ms")
     return f"{base / lat[k]['median_ms']:.2f}x" if base and k in lat else "-"
 
 
@@ -48,10 +41,11 @@ def summary_rows(report: dict) -> list[tuple[str, ...]]:
     ev, lat = report["evaluation"], report["latency"]["results"]
     alone = report["latency"].get("model_only", {})  # absent in reports written before it was measured
     rows = []
-    for k in _variants(report):
+    for v in _variants(report):
+        k = v.key
         val = ev["val"].get(k, {}).get("miou")
         test = ev.get("test", {}).get(k, {}).get("miou")
-        rows.append((VARIANT_NAMES[k], _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), _speedup(lat, k),
+        rows.append((v.label, _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), _speedup(lat, k),
                      _ms(alone.get(k)), _speedup(alone, k)))
     return rows
 
@@ -93,17 +87,17 @@ def render_markdown(report: dict) -> str:
 
     lines += ["## Per-class IoU (val)", ""]
     val = report["evaluation"]["val"]
-    keys = [k for k in VARIANT_NAMES if k in val]
-    lines += _table(["class", *(VARIANT_NAMES[k] for k in keys)],
-                    [[c, *(_f(val[k]["per_class_iou"].get(c)) for k in keys)] for c in report["classes"]]
-                    + [["**mIoU**", *(f"**{val[k]['miou']:.4f}**" for k in keys)]])
+    keys = [v for v in VARIANTS if v.key in val]
+    lines += _table(["class", *(v.label for v in keys)],
+                    [[c, *(_f(val[v.key]["per_class_iou"].get(c)) for v in keys)] for c in report["classes"]]
+                    + [["**mIoU**", *(f"**{val[v.key]['miou']:.4f}**" for v in keys)]])
     lines.append("")
 
     lines += ["## Test-time augmentation", ""]
     if not tta["evaluated"]:
         lines.append("No TTA views configured (`final.tta`): not evaluated.")
     else:
-        cost = ", ".join(f"{VARIANT_NAMES[k]} +{v:.1f} ms" for k, v in tta["latency_cost_ms"].items())
+        cost = ", ".join(f"{Variant.parse(k).label} +{ms:.1f} ms" for k, ms in tta["latency_cost_ms"].items())
         lines.append(f"Views: {tta['views']}. Val mIoU gain {tta['gain']:+.4f} (needed {tta['min_gain']:.4f}): "
                      f"**{'kept' if tta['kept'] else 'dropped'}**. Latency cost: {cost or '-'}.")
     lines.append("")
