@@ -21,9 +21,9 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.config import StudyFile
 from automl.errors import AutoMLError
 from automl.study.budget import search_seconds
-from automl.study.config import StudyFile
 from automl.study.runner import Prepared, final_study, run_all
 from automl.study.selection import select_trial
 from automl.study.stages import search_study_names

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import spearmanr
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import prepare
 from automl.trial.engine import fit
 from automl.trial_config import TrialConfig

@@ -23,9 +23,9 @@ import optuna
 from rich.console import Console
 from rich.logging import RichHandler
 
+from automl.config import load_study_file
 from automl.final import run_final
 from automl.final.report import report_table
-from automl.study.config import load_study_file
 from automl.study.storage import open_storage, resolve_url
 from automl.trial_config import (
     AugmentSpec,

@@ -37,9 +37,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from automl.config import load_study_file, parse_duration
 from automl.data.loader import Normalizer, train_loader
 from automl.data.synthetic import CLASSES, generate
-from automl.study.config import load_study_file, parse_duration
 from automl.study.runner import prepare
 from automl.trial.augment import train_transform
 from automl.trial.engine import Runtime, fit

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import prepare, run_all
 from automl.study.selection import select_trial
 from automl.study.summary import front_table

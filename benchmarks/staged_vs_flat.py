@@ -15,7 +15,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import final_study, prepare, run_all
 from automl.study.selection import select_trial
 from benchmarks.common import camvid_data, fresh_workdir

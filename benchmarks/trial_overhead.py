@@ -26,7 +26,7 @@ from benchmarks.common import camvid_data
 
 
 def automl_trial(data_root: Path, epochs: int, eval_subset: float, workdir: Path) -> dict:
-    from automl.study.config import load_study_file
+    from automl.config import load_study_file
     from automl.study.runner import prepare, run_search
 
     space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())

@@ -24,7 +24,7 @@ from automl.bundle import (
     read_manifest,
 )
 from automl.bundle.load import BundleError, load_preprocess
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import load_data, prepare, run_search
 from automl.trial.augment import eval_transform
 from automl.trial_config import TrialConfig

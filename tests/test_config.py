@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
+from automl.config import load_study_file, parse_duration
 from automl.errors import ConfigError
 from automl.space.schema import load_search_space
-from automl.study.config import load_study_file, parse_duration
 from automl.study.runner import prepare
 from automl.trial.engine import Runtime, loader_workers
 from tests.conftest import TINY_SPACE, tiny_study_doc, write_yaml

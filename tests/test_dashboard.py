@@ -21,7 +21,7 @@ from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note, save_note
 from PIL import Image
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.dashboard_hooks import NotesCallback
 from automl.study.notes import USER_MARKER
 from automl.study.runner import prepare, run_search, setup_study

@@ -10,9 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 import automl.trial.objective as objective_module
+from automl.config import load_study_file
 from automl.errors import AutoMLError
 from automl.study.budget import search_seconds
-from automl.study.config import load_study_file
 from automl.study.runner import prepare, run_search
 from automl.trial.engine import fit as real_fit
 from automl.trial_config import OptimizerSpec

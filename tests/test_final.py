@@ -18,12 +18,12 @@ import yaml
 
 from automl.bundle import TTASpec, load_bundle
 from automl.bundle.predictor import OnnxPredictor, TorchPredictor
+from automl.config import StudyFile, load_study_file
 from automl.errors import AutoMLError
 from automl.final import export as export_mod
 from automl.final import run_final
 from automl.final.quantize import QuantAttempt, quantize_with_fallbacks
 from automl.final.retrain import load_retrained
-from automl.study.config import StudyFile, load_study_file
 from automl.study.runner import load_data
 from automl.study.storage import open_storage, resolve_url
 from automl.trial.augment import eval_transform

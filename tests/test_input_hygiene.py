@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from automl.cli import main
+from automl.config import load_study_file
 from automl.data.folder import load_dataset
 from automl.errors import ConfigError, DataError
 from automl.space.schema import load_search_space
-from automl.study.config import load_study_file
 from automl.study.runner import load_data
 from tests.conftest import TINY_SPACE, write_yaml
 

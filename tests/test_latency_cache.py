@@ -1,7 +1,7 @@
 import torch
 
 import automl.trial.latency as latency_module
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import prepare, run_search
 from automl.trial.engine import Runtime
 from automl.trial.latency import LatencyCache

@@ -8,7 +8,7 @@ from optuna.trial import TrialState, create_trial
 from PIL import Image
 
 from automl.cli import main
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import open_study
 from automl.study.storage import resolve_url
 from automl.trial_config import (

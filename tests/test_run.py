@@ -17,7 +17,7 @@ from automl.trial_config import TrialConfig
 
 
 def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_root):
-    from automl.study.config import load_study_file
+    from automl.config import load_study_file
 
     sf = load_study_file(tiny_study(**{"run.search_fraction": 0.4, "run.final_reserve": 10, "run.epoch_margin": 0}),
                          runs_root=runs_root)
@@ -34,7 +34,7 @@ def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_ro
 
 
 def test_a_budget_too_short_for_the_final_stage_is_warned_about(tiny_study, runs_root):
-    from automl.study.config import load_study_file
+    from automl.config import load_study_file
 
     sf = load_study_file(tiny_study(**{"run.final_reserve": "2m"}), runs_root=runs_root)
     assert BudgetPlan.split(480, sf).shortfall(sf) is None
@@ -58,8 +58,8 @@ def _timed_trial(start_s: float, wall_s: float, value: float, epoch_s: float):
 def test_search_starts_only_trials_that_fit_its_share(tiny_study, runs_root):
     """The gate of `automl run`: no trial that would still run past the search's share, and the
     share shrinks when the final retrain of the best would get fewer than min_final_epochs."""
+    from automl.config import load_study_file
     from automl.overnight import SearchGate, epoch_seconds, eval_seconds
-    from automl.study.config import load_study_file
     from automl.study.runner import prepare, setup_study
     from automl.study.storage import open_storage
 
@@ -134,8 +134,8 @@ def test_run_respects_the_total_and_resumes_in_the_final(tiny_study, runs_root, 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0])
 def test_search_fraction_must_leave_room_for_both(tiny_study, runs_root, fraction):
+    from automl.config import load_study_file
     from automl.errors import ConfigError
-    from automl.study.config import load_study_file
 
     with pytest.raises(ConfigError, match="run.search_fraction"):
         load_study_file(tiny_study(**{"run.search_fraction": fraction}), runs_root=runs_root)
@@ -162,7 +162,7 @@ def test_trials_since_best_counts_finished_trials_after_the_best():
 def test_patience_stops_the_search_when_it_stops_improving(tiny_study, runs_root):
     """The baseline completes; a ~0 learning rate cannot beat it: patience 1 ends the search there,
     far below n_trials."""
-    from automl.study.config import load_study_file
+    from automl.config import load_study_file
     from automl.study.runner import prepare, run_search, setup_study
 
     path = tiny_study(**{"budget.n_trials": 6, "budget.trial_epochs": 1, "budget.patience": 1,
@@ -177,8 +177,8 @@ def test_patience_stops_the_search_when_it_stops_improving(tiny_study, runs_root
 
 
 def test_patience_is_refused_for_a_pareto_search(tiny_study, runs_root):
+    from automl.config import load_study_file
     from automl.errors import ConfigError
-    from automl.study.config import load_study_file
 
     path = tiny_study(**{"budget.patience": 3, "objectives": ["val_miou", "params_m"]})
     with pytest.raises(ConfigError, match="budget.patience"):
@@ -188,8 +188,8 @@ def test_patience_is_refused_for_a_pareto_search(tiny_study, runs_root):
 def test_trial_schedule_spans_a_longer_run_and_the_final_resets_it(tiny_study, runs_root):
     """budget.trial_schedule_epochs: a 1-epoch trial on a 4-epoch cosine schedule ends with the LR
     still high; the final retrain's config spans its own epochs again."""
+    from automl.config import load_study_file
     from automl.final.source import final_config
-    from automl.study.config import load_study_file
     from automl.study.runner import prepare, run_search
 
     path = tiny_study(**{"budget.n_trials": 1, "budget.trial_epochs": 1, "budget.trial_schedule_epochs": 4,

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import prepare, run_search
 from automl.trial_config import TrialConfig
 

@@ -9,8 +9,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
+from automl.config import load_study_file
 from automl.errors import AutoMLError
-from automl.study.config import load_study_file
 from automl.study.notes import compute_importances
 from automl.study.selection import pareto_front, select_trial
 

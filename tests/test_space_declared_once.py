@@ -10,7 +10,7 @@ import optuna
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from automl.space import registry
+from automl import registry
 from automl.space.sample import AUG_PREFIX, LOSS_PREFIX, ResolvedSpace
 from automl.space.schema import AugmentSpace, LossSpace, ModelSpace, OptimizerBranch, ScheduleBranch, SearchSpace
 from automl.study.notes import NOT_IN_NOTE, config_rows

@@ -24,10 +24,10 @@ from optuna.trial import TrialState
 
 import automl.study.checkpoints as checkpoints
 from automl.cli import main
+from automl.config import load_study_file
 from automl.data.model_source import resolve_model
 from automl.errors import ConfigError
 from automl.study.checkpoints import BestTrialCheckpoint, missing_best_weights, read_recorded
-from automl.study.config import load_study_file
 from automl.study.storage import open_storage, resolve_url, write_failure
 from automl.trial.engine import FitResult
 from automl.trial.model import build_model

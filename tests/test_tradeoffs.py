@@ -7,7 +7,7 @@ import copy
 import pytest
 from optuna.trial import TrialState
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.runner import final_study, prepare, run_all, run_search, setup_study
 from automl.study.selection import pareto_front, select_trial
 from tests.conftest import TINY_SPACE

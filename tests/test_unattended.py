@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from automl.study.storage import open_storage
 from automl.trial.objective import INTERRUPTED
 

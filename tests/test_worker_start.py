@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy
 
+from automl.config import StorageSection
 from automl.data.folder import load_dataset
 from automl.data.synthetic import CLASSES, generate
-from automl.study.config import StorageSection
 from automl.study.storage import open_storage
 
 

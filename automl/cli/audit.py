@@ -23,7 +23,7 @@ def _dataset(args: argparse.Namespace):
         if args.classes or args.ignore_index is not None:
             raise ConfigError("--classes/--ignore-index describe a bare --data folder; a study file "
                               "already names its classes (data.classes, data.ignore_index)")
-        from automl.study.config import load_study_file
+        from automl.config import load_study_file
         from automl.study.runner import load_data
 
         sf = load_study_file(args.study, overrides={"data.root": args.data} if args.data else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from automl.study.config import StudyFile, load_study_file
+from automl.config import StudyFile, load_study_file
 
 
 def add_study_args(p: argparse.ArgumentParser) -> None:

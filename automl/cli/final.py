@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from automl.cli.common import add_study_args
-from automl.study.config import StudyFile, load_study_file
+from automl.config import StudyFile, load_study_file
 from automl.terminal import markup_safe
 
 if TYPE_CHECKING:  # the command line imports this module at start-up: no data code then

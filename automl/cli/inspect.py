@@ -15,9 +15,9 @@ from automl.terminal import markup_safe
 
 def _load(args: argparse.Namespace):
     """(model, trial config, dataset, study file or None, model source)."""
+    from automl.config import load_study_file
     from automl.data.folder import load_dataset
     from automl.data.model_source import resolve_model
-    from automl.study.config import load_study_file
     from automl.study.runner import load_data
     from automl.trial.checkpoint import load_model
 

@@ -26,8 +26,8 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     prep = prepare(sf, storage=args.storage)
     limits = {}
     if args.run_budget:  # a worker of `automl run`: the same gate as its in-process search
+        from automl.config import parse_duration
         from automl.overnight import BudgetPlan, SearchGate
-        from automl.study.config import parse_duration
         from automl.study.storage import open_storage
 
         plan = BudgetPlan.split(parse_duration(args.run_budget), sf)

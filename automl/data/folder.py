@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from automl.config import check_root
 from automl.errors import DataError
 from automl.terminal import visible
 
@@ -128,13 +129,6 @@ def _scan(root: Path, required: tuple[str, ...], origin: str = "") -> tuple[dict
             problems.append(f"{split}/: no image/mask pairs")
         found[split] = pairs
     return found, problems
-
-
-def check_root(root: Path, origin: str = "") -> None:
-    """A DataError naming the folder, and where it came from, when it is not a folder."""
-    if not root.is_dir():
-        what = "is not a folder" if root.exists() else "not found"
-        raise DataError(visible(f"data folder {what}: {root}" + (f" (from {origin})" if origin else "")))
 
 
 def _listing(root: Path, problems: list[str]) -> str:

@@ -7,8 +7,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from automl.config import StudyFile, load_study_file
 from automl.errors import ConfigError
-from automl.study.config import StudyFile, load_study_file
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE
 
 STUDY_SUFFIXES = {".yaml", ".yml"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automl.study.config import StudyFile
+from automl.config import StudyFile
 
 
 def publish(sf: StudyFile, storage: str | None, name: str, files: list[Path],

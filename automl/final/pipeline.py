@@ -24,6 +24,7 @@ from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA, TTASpec
 from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32, VARIANTS, Variant
 from automl.bundle.write import write_bundle
+from automl.config import StudyFile
 from automl.data.folder import Dataset, Split, padded_size
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
@@ -46,7 +47,6 @@ from automl.final.source import (
     search_summary,
 )
 from automl.final.tta import TTADecision, decide_tta
-from automl.study.config import StudyFile
 from automl.study.runner import load_data
 from automl.study.storage import resolve_url
 from automl.trial.augment import eval_transform

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.config import StudyFile
 from automl.errors import AutoMLError
-from automl.study.config import StudyFile
 from automl.study.runner import final_study
 from automl.study.selection import select_trial
 from automl.study.storage import mask_url

@@ -7,8 +7,8 @@ from typing import Any
 
 import optuna
 
+from automl import registry
 from automl.errors import ConfigError
-from automl.space import registry
 from automl.space.params import Choice, Const, Param
 from automl.space.schema import SearchSpace
 from automl.trial_config import (

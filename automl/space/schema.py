@@ -20,9 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from automl import registry
 from automl.errors import ConfigError
-from automl.space import registry
 from automl.space.params import Const, Param, to_param
+from automl.yaml_file import format_validation_error, read_yaml
 
 P = Annotated[Param, BeforeValidator(to_param)]
 
@@ -166,8 +167,6 @@ class SearchSpace(_Section):
 
 
 def load_search_space(path: Path) -> SearchSpace:
-    from automl.study.config import format_validation_error, read_yaml
-
     doc = read_yaml(path)
     try:
         return SearchSpace.model_validate(doc)

@@ -27,7 +27,7 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from automl.study.config import StudyFile
+from automl.config import StudyFile
 from automl.study.stages import search_study_names
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE, save_model
 from automl.trial.engine import FitResult

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl.study.config import StudyFile
+from automl.config import StudyFile
 from automl.study.notes import (
     Importances,
     compute_importances,

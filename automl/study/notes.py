@@ -21,8 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard import get_note, save_note
 from pydantic import BaseModel
 
+from automl.config import StudyFile
 from automl.study.budget import budget_state, miou_of
-from automl.study.config import StudyFile
 from automl.study.selection import pareto_front, selected_or_none
 from automl.study.stages import study_budgets
 from automl.trial.objective import SURPLUS

@@ -16,9 +16,9 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from automl.config import StudyFile
 from automl.study.artifacts import artifact_dir
 from automl.study.budget import miou_of
-from automl.study.config import StudyFile
 from automl.study.notes import (
     MIN_IMPORTANCE_SHOWN,
     MIN_TRIALS_FOR_IMPORTANCE,

@@ -15,6 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.config import StudyFile
 from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from automl.data.synthetic import generate
@@ -24,7 +25,6 @@ from automl.space.sample import ResolvedSpace
 from automl.space.schema import load_search_space
 from automl.study.budget import FINISHED, budget_state, trials_since_best
 from automl.study.checkpoints import BestTrialCheckpoint
-from automl.study.config import StudyFile
 from automl.study.dashboard_hooks import morning_view
 from automl.study.recovery import recover
 from automl.study.selection import selected_or_none

@@ -13,8 +13,8 @@ import math
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.config import StudyFile
 from automl.errors import AutoMLError
-from automl.study.config import StudyFile
 
 
 def feasible(t: FrozenTrial, sf: StudyFile) -> bool:

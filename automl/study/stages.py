@@ -14,8 +14,8 @@ from typing import Any
 
 import optuna
 
+from automl.config import StageSection, StudyFile
 from automl.errors import ConfigError
-from automl.study.config import StageSection, StudyFile
 
 
 def stage_study_name(sf: StudyFile, index: int | None) -> str:

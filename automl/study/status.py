@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import TrialState
 
+from automl.config import StudyFile
 from automl.study.budget import BudgetState, budget_state, miou_of
-from automl.study.config import StudyFile
 
 
 @dataclass

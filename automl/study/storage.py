@@ -20,8 +20,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from automl.config import StorageSection, StudyFile
 from automl.errors import ConfigError, StorageError
-from automl.study.config import StorageSection, StudyFile
 
 log = logging.getLogger(__name__)
 

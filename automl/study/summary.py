@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from automl.config import StudyFile
 from automl.errors import ConfigError
-from automl.study.config import StudyFile
 from automl.study.storage import mask_url, resolve_url, storage_arg
 from automl.terminal import markup_safe, visible
 from automl.trial_config import TrialConfig

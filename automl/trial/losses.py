@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.space import registry
+from automl import registry
 from automl.trial_config import LossSpec, TrialConfig
 
 

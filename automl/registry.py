@@ -54,7 +54,7 @@ def loss_weights(cls: _Weights) -> _Weights:
     fields, expected = list(cls.model_fields), [*LOSS_TERMS, AUX_LOSS]
     if fields != expected:
         raise TypeError(f"{cls.__name__} has loss weight fields {fields}, but the registered terms "
-                        f"and the aux weight are {expected} (automl.space.registry.LOSS_TERMS)")
+                        f"and the aux weight are {expected} (automl.registry.LOSS_TERMS)")
     return cls
 
 
