@@ -14,7 +14,7 @@ from rich.console import Console
 from automl.config import load_study_file
 from automl.study.runner import prepare, run_all
 from automl.study.selection import select_trial
-from automl.study.summary import front_table
+from automl.view.summary import front_table
 from benchmarks.common import camvid_data, fresh_workdir
 
 

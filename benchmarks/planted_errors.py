@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from automl.data.corrupt import CORRUPTIONS  # noqa: E402
 from automl.data.folder import load_dataset  # noqa: E402
-from automl.data.model_source import resolve_model  # noqa: E402
-from automl.data.per_sample import DEFAULT_THRESHOLD, Predictor, rank, score_split  # noqa: E402
+from automl.diagnostics.corrupt import CORRUPTIONS  # noqa: E402
+from automl.diagnostics.model_source import resolve_model  # noqa: E402
+from automl.diagnostics.per_sample import DEFAULT_THRESHOLD, Predictor, rank, score_split  # noqa: E402
 from automl.trial.checkpoint import load_model  # noqa: E402
 from automl.trial.engine import Runtime  # noqa: E402
 

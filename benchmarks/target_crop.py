@@ -28,11 +28,11 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from automl.data.audit import audit_dataset  # noqa: E402
-from automl.data.findings import RARE_PIXEL_FACTOR, pct  # noqa: E402
 from automl.data.folder import Split, load_dataset  # noqa: E402
-from automl.data.heatmap import position_density, render_sheet  # noqa: E402
 from automl.data.target_crop import TargetCrop  # noqa: E402
+from automl.diagnostics.audit import audit_dataset  # noqa: E402
+from automl.diagnostics.findings import RARE_PIXEL_FACTOR, pct  # noqa: E402
+from automl.diagnostics.heatmap import position_density, render_sheet  # noqa: E402
 from automl.trial.augment import crop_step  # noqa: E402
 
 CAMVID = "sky,building,pole,road,pavement,tree,signsymbol,fence,car,pedestrian,bicyclist"

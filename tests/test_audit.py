@@ -8,10 +8,10 @@ import optuna
 from PIL import Image
 
 from automl.cli import main
-from automl.data.audit import audit_dataset
-from automl.data.findings import findings, pct
 from automl.data.folder import Dataset, Split, load_dataset
-from automl.data.heatmap import position_density
+from automl.diagnostics.audit import audit_dataset
+from automl.diagnostics.findings import findings, pct
+from automl.diagnostics.heatmap import position_density
 from tests.conftest import write_dataset
 
 CLASSES = ("bg", "road", "bike")

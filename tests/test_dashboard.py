@@ -22,10 +22,10 @@ from optuna_dashboard import get_note, save_note
 from PIL import Image
 
 from automl.config import load_study_file
-from automl.study.dashboard_hooks import NotesCallback
-from automl.study.notes import USER_MARKER
 from automl.study.runner import prepare, run_search, setup_study
 from automl.trial.objective import SURPLUS
+from automl.view.dashboard_hooks import NotesCallback
+from automl.view.notes import USER_MARKER
 
 
 def _get(url: str) -> bytes:
@@ -158,7 +158,7 @@ def test_callback_never_raises(tiny_study, runs_root, caplog):
 
 def test_study_note_shows_audit_and_final_report(tiny_study, runs_root, tmp_path):
     from automl.study.artifacts import attach_file
-    from automl.study.notes import study_summary
+    from automl.view.notes import study_summary
 
     sf = load_study_file(tiny_study(), runs_root=runs_root)
     study = optuna.create_study(direction="maximize")

@@ -76,7 +76,7 @@ def test_trial_lines_keep_their_bracketed_reason():
     import optuna
     from rich.console import Console
 
-    from automl.study.progress import LiveView
+    from automl.view.progress import LiveView
 
     study = optuna.create_study(direction="maximize")
     trial = study.ask()

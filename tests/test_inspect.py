@@ -16,10 +16,10 @@ import torch
 from PIL import Image
 
 from automl.cli import main
-from automl.data.corrupt import empty_mask, erase_objects, shift_mask, swap_classes
 from automl.data.folder import Dataset, Split
-from automl.data.model_source import resolve_model
-from automl.data.per_sample import SampleScore, rank
+from automl.diagnostics.corrupt import empty_mask, erase_objects, shift_mask, swap_classes
+from automl.diagnostics.model_source import resolve_model
+from automl.diagnostics.per_sample import SampleScore, rank
 from automl.errors import ConfigError
 from automl.trial.checkpoint import save_model
 from automl.trial.engine import Runtime, fit

@@ -11,8 +11,8 @@ from optuna.trial import create_trial
 
 from automl.config import load_study_file
 from automl.errors import AutoMLError
-from automl.study.notes import compute_importances
 from automl.study.selection import pareto_front, select_trial
+from automl.view.notes import compute_importances
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

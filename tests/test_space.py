@@ -6,9 +6,9 @@ import copy
 
 import optuna
 
-from automl.space.compat import compatible_pairs
 from automl.space.sample import ResolvedSpace
 from automl.space.schema import SearchSpace
+from automl.trial.compat import compatible_pairs
 from automl.trial_config import DataSpec, TrialConfig
 from tests.conftest import TINY_SPACE
 

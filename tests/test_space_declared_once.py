@@ -13,7 +13,6 @@ from pydantic import BaseModel, ValidationError
 from automl import registry
 from automl.space.sample import AUG_PREFIX, LOSS_PREFIX, ResolvedSpace
 from automl.space.schema import AugmentSpace, LossSpace, ModelSpace, OptimizerBranch, ScheduleBranch, SearchSpace
-from automl.study.notes import NOT_IN_NOTE, config_rows
 from automl.trial.losses import SegmentationLoss
 from automl.trial_config import (
     AugmentSpec,
@@ -24,6 +23,7 @@ from automl.trial_config import (
     ScheduleSpec,
     TrialConfig,
 )
+from automl.view.notes import NOT_IN_NOTE, config_rows
 from tests.conftest import TINY_SPACE
 
 DATA = DataSpec(classes=("a", "b", "c"))

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 import automl.study.checkpoints as checkpoints
 from automl.cli import main
 from automl.config import load_study_file
-from automl.data.model_source import resolve_model
+from automl.diagnostics.model_source import resolve_model
 from automl.errors import ConfigError
 from automl.study.checkpoints import BestTrialCheckpoint, missing_best_weights, read_recorded
 from automl.study.storage import open_storage, resolve_url, write_failure

@@ -6,8 +6,8 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from automl.data.heatmap import position_density
 from automl.data.target_crop import TargetCrop
+from automl.diagnostics.heatmap import position_density
 from automl.trial.augment import train_transform
 from automl.trial_config import AugmentSpec
 

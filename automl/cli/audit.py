@@ -44,9 +44,9 @@ def _dataset(args: argparse.Namespace):
 
 
 def cmd_audit(args: argparse.Namespace, console: Console) -> int:
-    from automl.data.audit import audit_dataset
-    from automl.data.audit_report import write_report
-    from automl.data.findings import findings, pct
+    from automl.diagnostics.audit import audit_dataset
+    from automl.diagnostics.audit_report import write_report
+    from automl.diagnostics.findings import findings, pct
 
     data, sf, out, source = _dataset(args)
     audit = audit_dataset(data, grid=args.grid)
@@ -67,7 +67,7 @@ def cmd_audit(args: argparse.Namespace, console: Console) -> int:
         console.print(f"- {markup_safe(f.text)}\n  [dim]remedy:[/] {markup_safe(f.remedy)}", highlight=False)
     console.print(f"wrote {markup_safe(out / 'audit.md')} and {len(paths) - 1} heatmap PNG(s)", highlight=False)
     if sf is not None and not args.no_attach:
-        from automl.data.publish import publish
+        from automl.diagnostics.publish import publish
 
         name = publish(sf, args.storage, "audit", paths, {"audit_findings": [str(f) for f in found]})
         console.print(f"attached {len(paths)} file(s) to study {name} (artifacts; user_attr audit_findings)")

@@ -58,9 +58,9 @@ def _is_loopback(host: str) -> bool:
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
-    from automl.study.notes import refresh_study_note
     from automl.study.stages import current_study_name
     from automl.study.storage import mask_url, open_storage, resolve_url
+    from automl.view.notes import refresh_study_note
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)

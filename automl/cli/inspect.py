@@ -17,7 +17,7 @@ def _load(args: argparse.Namespace):
     """(model, trial config, dataset, study file or None, model source)."""
     from automl.config import load_study_file
     from automl.data.folder import load_dataset
-    from automl.data.model_source import resolve_model
+    from automl.diagnostics.model_source import resolve_model
     from automl.study.runner import load_data
     from automl.trial.checkpoint import load_model
 
@@ -45,7 +45,7 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
-    from automl.data.inspection import fmt_score, inspect_split
+    from automl.diagnostics.inspection import fmt_score, inspect_split
     from automl.trial.engine import Runtime
 
     model, cfg, data, sf, source = _load(args)
@@ -68,7 +68,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     console.print(f"{len(result.flagged)} image(s) flagged; ranking and overlays in {markup_safe(out)}", highlight=False)
     if sf is not None and not args.no_attach:
-        from automl.data.publish import publish
+        from automl.diagnostics.publish import publish
 
         name = publish(sf, args.storage, f"inspect_{args.split}", result.files,
                        {f"inspect_{args.split}_flagged": [f"{args.split}/{s.stem}: {s.reason}" for s in result.flagged]})

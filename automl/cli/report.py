@@ -14,9 +14,9 @@ from automl.terminal import markup_safe
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
-    from automl.study.report import write_report
     from automl.study.stages import current_study_name
     from automl.study.storage import mask_url, open_storage, resolve_url
+    from automl.view.report import write_report
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)

@@ -13,9 +13,9 @@ from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from automl.config import parse_duration
     from automl.overnight import BudgetPlan, run_overnight
-    from automl.study.progress import LiveView
     from automl.study.runner import prepare, setup_study
     from automl.study.workers import worker_count
+    from automl.view.progress import LiveView
 
     total = parse_duration(args.budget)
     sf = load_study(args)

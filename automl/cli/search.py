@@ -11,10 +11,10 @@ from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
-    from automl.study.progress import LiveView
     from automl.study.runner import final_study, prepare, run_all, setup_study
-    from automl.study.summary import print_summary
     from automl.study.workers import WorkerPool, follow_pool, worker_commands, worker_count
+    from automl.view.progress import LiveView
+    from automl.view.summary import print_summary
 
     sf = load_study(args)
     prep = prepare(sf, storage=args.storage)

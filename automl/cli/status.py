@@ -22,8 +22,8 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     import optuna
 
     from automl.study.stages import study_budgets
-    from automl.study.status import study_status
     from automl.study.storage import mask_url, open_storage, resolve_url
+    from automl.view.status import study_status
 
     sf = load_study(args)
     url = resolve_url(sf, args.storage)

@@ -16,9 +16,9 @@ from automl.cli.common import add_study_args, load_study
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from automl.study.progress import LiveView
     from automl.study.runner import prepare, run_all, setup_study
     from automl.study.storage import mask_url
+    from automl.view.progress import LiveView
 
     if args.threads:
         torch.set_num_threads(args.threads)

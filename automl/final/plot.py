@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from automl.bundle.variants import VARIANTS
-from automl.study.report import pyplot
+from automl.plotting import pyplot
 
 
 def plot_final(report: dict, path: Path) -> Path:

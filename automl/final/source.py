@@ -9,10 +9,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl.config import StudyFile
 from automl.errors import AutoMLError
+from automl.study.budget import trial_counts
 from automl.study.runner import final_study
 from automl.study.selection import select_trial
 from automl.study.storage import mask_url
-from automl.study.summary import trial_counts
 from automl.trial_config import TrialConfig
 
 

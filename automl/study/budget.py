@@ -80,3 +80,10 @@ def budget_state(study: optuna.Study, target: int, timeout_s: float | None) -> B
         counts[t.state] += 1
     return BudgetState(target, counts[TrialState.COMPLETE] + counts[TrialState.PRUNED], counts[TrialState.RUNNING],
                        counts[TrialState.WAITING], counts[TrialState.FAIL], search_seconds(study), timeout_s)
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    return counts

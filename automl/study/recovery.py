@@ -86,7 +86,7 @@ def _running_ids(study: optuna.Study) -> set[int]:
 def _note_failures(study: optuna.Study, trial_ids: set[int], numbers: set[int]) -> None:
     """Dashboard notes for trials that ended outside ``optimize`` (its callbacks never saw them):
     those with these ids or numbers."""
-    from automl.study.notes import write_trial_note
+    from automl.view.notes import write_trial_note
 
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if t._trial_id in trial_ids or t.number in numbers:

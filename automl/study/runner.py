@@ -20,21 +20,21 @@ from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from automl.data.synthetic import generate
 from automl.errors import AutoMLError, ConfigError
-from automl.space.compat import compatible_pairs
 from automl.space.sample import ResolvedSpace
 from automl.space.schema import load_search_space
 from automl.study.budget import FINISHED, budget_state, trials_since_best
 from automl.study.checkpoints import BestTrialCheckpoint
-from automl.study.dashboard_hooks import morning_view
 from automl.study.recovery import recover
 from automl.study.selection import selected_or_none
 from automl.study.stages import check_patterns, stage_start, stage_study_name, study_budgets
 from automl.study.storage import mask_url, open_storage, resolve_url
+from automl.trial.compat import compatible_pairs
 from automl.trial.engine import Runtime
 from automl.trial.latency import LatencyCache, measure_model
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec, ModelSpec
+from automl.view.dashboard_hooks import morning_view
 
 log = logging.getLogger(__name__)
 

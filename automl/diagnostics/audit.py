@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from automl.data.folder import Dataset, Split
-from automl.data.heatmap import position_density
+from automl.diagnostics.heatmap import position_density
 
 
 @dataclass

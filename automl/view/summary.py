@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -14,6 +13,7 @@ from rich.text import Text
 
 from automl.config import StudyFile
 from automl.errors import ConfigError
+from automl.study.budget import trial_counts
 from automl.study.storage import mask_url, resolve_url, storage_arg
 from automl.terminal import markup_safe, visible
 from automl.trial_config import TrialConfig
@@ -34,15 +34,8 @@ def command_flags(sf: StudyFile, storage_url: str) -> str:
     return "".join(" " + f for f in flags)
 
 
-def trial_counts(study: optuna.Study) -> dict[str, int]:
-    counts = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
-    return counts
-
-
 def front_table(study: optuna.Study, sf: StudyFile) -> Table:
-    from automl.study.notes import FRONT_COLUMNS, front_rows
+    from automl.view.notes import FRONT_COLUMNS, front_rows
 
     table = Table(title="Pareto front")
     for col in FRONT_COLUMNS:
@@ -54,8 +47,8 @@ def front_table(study: optuna.Study, sf: StudyFile) -> Table:
 
 def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console: Console, study_file: str) -> None:
     from automl.errors import AutoMLError
-    from automl.study.notes import config_rows
     from automl.study.selection import select_trial
+    from automl.view.notes import config_rows
 
     counts = trial_counts(study)
     console.print(f"\nstudy [bold]{study.study_name}[/]: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))

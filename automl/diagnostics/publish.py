@@ -20,10 +20,10 @@ def publish(sf: StudyFile, storage: str | None, name: str, files: list[Path],
     stage begun), set ``user_attrs`` and refresh the study note so the dashboard shows them at
     once; returns the study's name."""
     from automl.study.artifacts import attach_file
-    from automl.study.notes import refresh_study_note
     from automl.study.runner import open_study
     from automl.study.stages import current_study_name
     from automl.study.storage import open_storage, resolve_url
+    from automl.view.notes import refresh_study_note
 
     url = resolve_url(sf, storage)
     study = open_study(sf, url, study_name=current_study_name(sf, open_storage(url, sf.storage)))

@@ -17,16 +17,17 @@ import optuna
 from optuna.trial import TrialState
 
 from automl.config import StudyFile
+from automl.plotting import pyplot
 from automl.study.artifacts import artifact_dir
 from automl.study.budget import miou_of
-from automl.study.notes import (
+from automl.study.selection import selected_or_none
+from automl.view.notes import (
     MIN_IMPORTANCE_SHOWN,
     MIN_TRIALS_FOR_IMPORTANCE,
     Importances,
     compute_importances,
     study_summary,
 )
-from automl.study.selection import selected_or_none
 
 HISTORY, INTERMEDIATE, IMPORTANCES, LATENCY = ("history.png", "intermediate.png", "importances.png",
                                                "miou_vs_latency.png")
@@ -37,16 +38,6 @@ class ReportFiles:
     markdown: Path
     plots: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # plot file → why it was not drawn
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only backend (reports run on machines without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _metric(study: optuna.Study) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from automl.data.audit import Audit
-from automl.data.findings import Finding, pct, sizes_summary
 from automl.data.folder import padded_size
-from automl.data.heatmap import render, render_sheet
+from automl.diagnostics.audit import Audit
+from automl.diagnostics.findings import Finding, pct, sizes_summary
+from automl.diagnostics.heatmap import render, render_sheet
 
 REPORT_FILE = "audit.md"
 SHEET_FILE = "heatmaps.png"

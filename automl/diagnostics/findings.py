@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl.data.audit import Audit, SplitStats
+from automl.diagnostics.audit import Audit, SplitStats
 
 RARE_PIXEL_FACTOR = 0.25
 RARE_IMAGE_SHARE = 0.2

@@ -15,7 +15,7 @@ from torch import nn
 
 from automl.data.folder import Split
 from automl.data.overlay import legend, overlay
-from automl.data.per_sample import (
+from automl.diagnostics.per_sample import (
     DEFAULT_THRESHOLD,
     RULE,
     Predictor,

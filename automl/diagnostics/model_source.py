@@ -53,7 +53,7 @@ def _check_best_weights(sf: StudyFile, path: Path, storage: str | None) -> None:
     under the study's name must come from the model the study says is best."""
     from automl.study.checkpoints import missing_best_weights
     from automl.study.storage import open_storage, resolve_url
-    from automl.study.summary import command_flags
+    from automl.view.summary import command_flags
 
     url = resolve_url(sf, storage)
     missing = missing_best_weights(sf, open_storage(url, sf.storage), f"automl rerun {shlex.quote(str(path))}{command_flags(sf, url)}")

@@ -16,15 +16,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.config import StudyFile
-from automl.study.notes import (
+from automl.trial.objective import CompletedHook
+from automl.view.notes import (
     Importances,
     compute_importances,
     study_summary,
     write_study_note,
     write_trial_note,
 )
-from automl.study.prediction_grid import PredictionGrid
-from automl.trial.objective import CompletedHook
+from automl.view.prediction_grid import PredictionGrid
 
 if TYPE_CHECKING:
     from automl.study.runner import Prepared

@@ -25,9 +25,9 @@ from automl.data.folder import Dataset
 from automl.data.loader import Normalizer
 from automl.data.overlay import VOID, class_colours, colour_mask
 from automl.study.artifacts import attach_file
-from automl.study.notes import PREDICTION_GRID_ATTR
 from automl.trial.engine import FitResult, forward_padded
 from automl.trial_config import TrialConfig
+from automl.view.notes import PREDICTION_GRID_ATTR
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The morning view: what a person reads after a night of search (dashboard notes, reports, status, the live console view). The search loop never imports it; it takes the view's callbacks as arguments."""
