@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
 
 from automl.config import StudyFile, load_study_file
+from automl.terminal import markup_safe
+
+if TYPE_CHECKING:
+    import optuna
 
 
 def add_study_args(p: argparse.ArgumentParser) -> None:
@@ -24,3 +32,35 @@ def overrides(args: argparse.Namespace) -> dict:
 
 def load_study(args: argparse.Namespace) -> StudyFile:
     return load_study_file(args.study, overrides=overrides(args), runs_root=Path(args.runs_root))
+
+
+@dataclass
+class OpenedStudy:
+    sf: StudyFile
+    url: str  # unmasked: mask_url() before showing it
+    storage: optuna.storages.BaseStorage
+    study: optuna.Study
+
+
+def open_latest_study(args: argparse.Namespace, console: Console, *, stage: str | None = None) -> OpenedStudy | None:
+    """The study a morning-view verb reads: the latest stage begun (or ``stage``). When the search
+    has not created it yet, says so and how to start it, and returns None (exit code 1)."""
+    import optuna
+
+    from automl.errors import AutoMLError
+    from automl.study.stages import current_study_name, stage_study_name
+    from automl.study.storage import mask_url, open_storage, resolve_url
+
+    sf = load_study(args)
+    url = resolve_url(sf, args.storage)
+    storage = open_storage(url, sf.storage)
+    stages = [st.name for st in sf.stages]
+    if stage is not None and stage not in stages:
+        raise AutoMLError(f"--stage: {stage!r} is not a stage of {sf.name} (stages: {', '.join(stages) or 'none'})")
+    name = stage_study_name(sf, stages.index(stage)) if stage else current_study_name(sf, storage)
+    try:
+        return OpenedStudy(sf, url, storage, optuna.load_study(study_name=name, storage=storage))
+    except KeyError:
+        console.print(f"no study named {markup_safe(name)} in {markup_safe(mask_url(url))} yet: run `automl search "
+                      f"{markup_safe(args.study)}`", highlight=False)
+        return None

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from rich.console import Console
 
-from automl.cli.common import add_study_args, load_study
+from automl.cli.common import add_study_args, open_latest_study
 from automl.errors import AutoMLError
 from automl.terminal import markup_safe
 
@@ -56,22 +56,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_dashboard(args: argparse.Namespace, console: Console) -> int:
-    import optuna
-
-    from automl.study.stages import current_study_name
-    from automl.study.storage import mask_url, open_storage, resolve_url
+    from automl.study.storage import mask_url
     from automl.view.notes import refresh_study_note
 
-    sf = load_study(args)
-    url = resolve_url(sf, args.storage)
-    storage = open_storage(url, sf.storage)
-    name = current_study_name(sf, storage)
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        console.print(f"no study named {name} in {markup_safe(mask_url(url))} yet: run `automl search "
-                      f"{markup_safe(args.study)}`", highlight=False)
+    opened = open_latest_study(args, console)
+    if opened is None:
         return 1
+    sf, url, storage, study = opened.sf, opened.url, opened.storage, opened.study
+    name = study.study_name
     refresh_study_note(study, sf)
     server = open_server(storage, sf.run_dir, args.host, args.port)
     host, port = server.server_address[:2]

@@ -6,32 +6,23 @@ import argparse
 
 from rich.console import Console
 
-from automl.cli.common import add_study_args, load_study
+from automl.cli.common import add_study_args, open_latest_study
 from automl.terminal import markup_safe
 
 
 def cmd_rerun(args: argparse.Namespace, console: Console) -> int:
-    import optuna
 
     from automl.errors import AutoMLError
     from automl.study.runner import load_data
-    from automl.study.stages import current_study_name, stage_study_name
-    from automl.study.storage import open_storage, resolve_url
     from automl.trial.checkpoint import save_model
     from automl.trial.engine import Runtime, fit
     from automl.trial_config import TrialConfig
 
-    sf = load_study(args)
-    url = resolve_url(sf, args.storage)
-    storage = open_storage(url, sf.storage)
-    stages = [st.name for st in sf.stages]
-    if args.stage is not None and args.stage not in stages:
-        raise AutoMLError(f"--stage: {args.stage!r} is not a stage of {sf.name} (stages: {', '.join(stages) or 'none'})")
-    name = stage_study_name(sf, stages.index(args.stage)) if args.stage else current_study_name(sf, storage)
-    try:
-        study = optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        raise AutoMLError(f"no study named {name} yet: run `automl search {args.study}`") from None
+    opened = open_latest_study(args, console, stage=args.stage)
+    if opened is None:
+        return 1
+    sf, storage, study = opened.sf, opened.storage, opened.study
+    name = study.study_name
     matches = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial]
     if not matches or "config" not in matches[0].user_attrs:
         raise AutoMLError(f"study {name} has no trial #{args.trial} with a stored config")
