@@ -199,13 +199,11 @@ class RunSection(_Section):
     # The search ends early (it starts no trial it cannot finish in time) so that the final retrain
     # of the current best gets at least this many epochs.
     min_final_epochs: int = Field(1, ge=1)
-    # Final epochs are priced at the trial's measured time per epoch times (1 + this margin): in the
-    # 90-minute CamVid-small benchmark the final retrain's epochs ran 11 % slower than the same
-    # config's trial epochs (54.8 s against 49.4 s), and the run ended 4.6 min past its budget.
+    # Final epochs are priced at the trial's measured time per epoch times (1 + this margin): late
+    # epochs of a long retrain run slower than a short trial's (a warm machine, a fuller page
+    # cache), and a run that overshoots its budget breaks the user's night (benchmarks/README.md).
     epoch_margin: float = Field(0.1, ge=0, le=1)
 
-
-OBJECTIVES = ("val_miou", "latency_ms", "params_m")
 
 
 class StudyFile(_Section):

@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from automl.bundle.variants import ALL_PRECISIONS, BACKENDS
 from automl.errors import AutoMLError
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--out", required=True, help="folder for the masks (<image stem>.png); not an input folder")
     p.add_argument("--overwrite", action="store_true", help="replace masks already in --out")
-    p.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto")
-    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto")
+    p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto")
+    p.add_argument("--precision", choices=["auto", *ALL_PRECISIONS], default="auto")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="force TTA on/off (default: the bundle's decision)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")

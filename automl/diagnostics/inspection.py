@@ -18,7 +18,7 @@ from automl.data.overlay import legend, overlay
 from automl.diagnostics.per_sample import (
     DEFAULT_THRESHOLD,
     RULE,
-    Predictor,
+    SampleScorer,
     SampleScore,
     rank,
     score_split,
@@ -50,7 +50,7 @@ def overlay_file(rank: int, stem: str) -> str:
 
 def inspect_split(model: nn.Module, cfg: TrialConfig, split: Split, runtime: Runtime, out_dir: Path, *,
                   worst: int = 8, threshold: float = DEFAULT_THRESHOLD, source: str = "") -> Inspection:
-    predictor = Predictor(model, cfg, runtime)
+    predictor = SampleScorer(model, cfg, runtime)
     ranked = rank(score_split(predictor, split), threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [write_ranking(ranked, cfg.data.classes, out_dir / RANKING_FILE, split.name)]

@@ -52,7 +52,7 @@ class SampleScore:
     rank: int = 0
 
 
-class Predictor:
+class SampleScorer:
     """Runs a model on one uint8 H×W×3 image at a time; returns its logits (1×K×H×W, float)."""
 
     def __init__(self, model: nn.Module, cfg: TrialConfig, runtime: Runtime):
@@ -91,7 +91,7 @@ def score_image(logits: torch.Tensor, target: torch.Tensor, cfg: TrialConfig) ->
     return dict(miou=float(np.nanmean(iou)), loss=loss, pixel_acc=acc, labelled=labelled, iou=present)
 
 
-def score_split(predictor: Predictor, split: Split) -> list[SampleScore]:
+def score_split(predictor: SampleScorer, split: Split) -> list[SampleScore]:
     """Evaluate each image of ``split`` alone (batch size 1); scores in index order."""
     scores: list[SampleScore] = []
     device = predictor.runtime.device
