@@ -29,7 +29,7 @@ from rich.table import Table  # noqa: E402
 from automl.data.folder import load_dataset  # noqa: E402
 from automl.diagnostics.corrupt import CORRUPTIONS  # noqa: E402
 from automl.diagnostics.model_source import resolve_model  # noqa: E402
-from automl.diagnostics.per_sample import DEFAULT_THRESHOLD, Predictor, rank, score_split  # noqa: E402
+from automl.diagnostics.per_sample import DEFAULT_THRESHOLD, SampleScorer, rank, score_split  # noqa: E402
 from automl.trial.checkpoint import load_model  # noqa: E402
 from automl.trial.engine import Runtime  # noqa: E402
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     split = data.splits[args.split]
     planted = plant(split.masks, kinds, args.per_kind, cfg.data.ignore_index, args.seed)
 
-    ranked = rank(score_split(Predictor(model, cfg, Runtime.resolve(args.device)), split), args.threshold)
+    ranked = rank(score_split(SampleScorer(model, cfg, Runtime.resolve(args.device)), split), args.threshold)
     n = len(ranked)
     table = Table(title=f"{source.label} on {args.split}: where the planted errors rank (of {n})")
     for col in ("kind", "image", "rank", "score", "mIoU", "loss", "flagged"):

@@ -18,8 +18,8 @@ from automl.data.overlay import legend, overlay
 from automl.diagnostics.per_sample import (
     DEFAULT_THRESHOLD,
     RULE,
-    SampleScorer,
     SampleScore,
+    SampleScorer,
     rank,
     score_split,
     write_ranking,
