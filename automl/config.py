@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from automl.errors import ConfigError, DataError
+from automl.pruners import PRUNERS
 from automl.terminal import visible
 from automl.yaml_file import format_validation_error, read_yaml
 
@@ -112,7 +113,7 @@ class EvalSection(_Section):
 
 
 class PrunerSection(_Section):
-    type: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
+    type: Literal[tuple(PRUNERS)] = "hyperband"  # type: ignore[valid-type]
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
     n_startup_trials: int = Field(3, ge=0, description="median pruner only")

@@ -20,6 +20,7 @@ from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from automl.data.synthetic import generate
 from automl.errors import AutoMLError, ConfigError
+from automl.pruners import NO_PRUNER, PRUNERS, PrunerKind
 from automl.space.sample import ResolvedSpace
 from automl.space.schema import load_search_space
 from automl.study.budget import FINISHED, budget_state, trials_since_best
@@ -106,36 +107,21 @@ def feasible_pairs(pairs: list[str], depth: int, sf: StudyFile, runtime: Runtime
     return ok
 
 
+def _pruner_kind(sf: StudyFile) -> PrunerKind:
+    return PRUNERS[NO_PRUNER if sf.multi_objective else sf.pruner.type]
+
+
 def pruner_epochs(sf: StudyFile) -> frozenset[int] | None:
     """The epochs at which the pruner reads a score, when ``eval.epochs: pruner`` asks to evaluate
-    only those (plus the last): Hyperband and successive halving decide at rungs
-    ``min_resource * reduction_factor**k``; the median pruner and Pareto mode need every epoch or
-    none. Evaluating elsewhere only draws the curve, at the cost of a val pass."""
-    p, last = sf.pruner, sf.budget.trial_epochs
+    only those (plus the last). Evaluating elsewhere only draws the curve, at the cost of a val
+    pass; None: every epoch."""
     if sf.eval.epochs == "every":
         return None
-    if sf.multi_objective or p.type == "none":
-        return frozenset({last})
-    if p.type == "median":
-        return None
-    rungs, r = set(), p.min_resource
-    while r < last:
-        rungs.add(r)
-        r *= p.reduction_factor
-    return frozenset(rungs | {last})
+    return _pruner_kind(sf).reads(sf.pruner, sf.budget.trial_epochs)
 
 
 def make_pruner(sf: StudyFile) -> optuna.pruners.BasePruner:
-    p = sf.pruner
-    if sf.multi_objective or p.type == "none":
-        return optuna.pruners.NopPruner()
-    if p.type == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=sf.budget.trial_epochs,
-                                              reduction_factor=p.reduction_factor)
-    if p.type == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
-                                                      reduction_factor=p.reduction_factor)
-    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.min_resource - 1)
+    return _pruner_kind(sf).build(sf.pruner, sf.budget.trial_epochs)
 
 
 _METRIC_NAMES = {"val_miou": "val mIoU", "latency_ms": "latency ms", "params_m": "params M"}
