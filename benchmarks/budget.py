@@ -89,9 +89,9 @@ def part_default(args: argparse.Namespace) -> dict:
     threads = _pin(args.cpu)
     prep = _prepared(args, threads)
     calib = fit(baseline_config(prep, 1), prep.data, prep.runtime)
-    # training time per epoch and the cost of one full val pass, apart: the first version took
-    # the calibration epoch's wall time (build, warm-up and evaluation included) as the epoch
-    # time and used only 33 of 45 minutes
+    # training time per epoch and the cost of one full val pass, apart: the calibration epoch's
+    # wall time includes model build, warm-up and evaluation, and taken as the epoch time it
+    # leaves much of T unused (the measured shortfall is in benchmarks/README.md)
     epoch_s, eval_s = calib.times.train_s, calib.times.eval_s
     left = args.minutes * 60 - (time.monotonic() - t0) - 4 * eval_s  # 3 curve points + the last
     epochs = max(1, math.floor(0.98 * left / epoch_s))

@@ -6,8 +6,8 @@ the numbers are the ones a bundle would ship, and prints the report table (fp32 
 val mIoU and batch-1 latencies). The recipe is entered as the only completed trial of a fresh
 study ``camvid-final-<arch>`` (no search runs); the bundle lands in runs/<that study>/bundle/.
 
-    python -m benchmarks.final_camvid --epochs 40            # the real measurement (~15 min/10 epochs
-                                                            # on 2 cores)
+    python -m benchmarks.final_camvid --epochs 40            # the real measurement (long: see
+                                                            # benchmarks/README.md for its time)
     python -m benchmarks.final_camvid --epochs 1             # a smoke run
 """
 

@@ -1,6 +1,6 @@
 """CUDA paths, checked and timed in one run on a GPU machine.
 
-    python -m benchmarks.gpu_check --out runs/gpu_check            # on the GPU machine (~6 min)
+    python -m benchmarks.gpu_check --out runs/gpu_check            # on the GPU machine (time: benchmarks/README.md)
     python -m benchmarks.gpu_check --out runs/gpu_check --quick    # a CPU dry run of every section
 
 Sections, each on synthetic data the package generates at CamVid's full size (480×360, 367 train /
