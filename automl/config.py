@@ -88,10 +88,9 @@ class BudgetSection(_Section):
     # best one. Off by default. Under `automl run` the time it saves goes to the final retrain.
     patience: int | None = Field(None, ge=1, description="finished trials without a new best before the search stops")
     # A trial's LR schedule spans this many epochs but it trains only trial_epochs: each trial is
-    # the start of a longer run, as Hyperband's rungs assume. On CamVid-small, epoch 6 of a
-    # 15-epoch schedule ranked 6 configs exactly as 15 epochs did (Spearman 1.0); 6-epoch trials
-    # with their own schedule ranked them at 0.71 and put the baseline above the best config
-    # (benchmarks/budget.py). Off by default: the schedule spans trial_epochs.
+    # the start of a longer run, as Hyperband's rungs assume. On CamVid-small this ranked configs
+    # closer to longer training than short trials with their own schedule (benchmarks/README.md,
+    # rank correlation). Off by default: the schedule spans trial_epochs.
     trial_schedule_epochs: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")

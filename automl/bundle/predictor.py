@@ -57,7 +57,7 @@ class Predictor(ABC):
 
     def view_logits(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
-        # Contiguous: torch ops on the cropped (strided) view ran ~8x slower than on a copy.
+        # Contiguous: torch ops on the cropped (strided) view are much slower than on a copy.
         return np.ascontiguousarray(self.logits(self.model_input(image))[:, :, :h, :w])
 
     def probabilities(self, image: np.ndarray) -> np.ndarray:

@@ -79,8 +79,8 @@ def resize_probabilities(probs: np.ndarray, height: int, width: int) -> np.ndarr
 def tta_probabilities(image: np.ndarray, spec: TTASpec, view_logits: ViewLogits) -> np.ndarray:
     """Mean softmax probabilities (C, H, W) over the views of ``spec``.
 
-    In numpy, not torch: on a 2-core CPU torch's channel softmax, flips and interpolation on
-    these small maps cost ~20 ms per image on top of the model (numpy + cv2: a few ms)."""
+    In numpy, not torch: on a CPU with few cores torch's channel softmax, flips and interpolation
+    on these small maps cost several times what numpy + cv2 do (benchmarks/README.md)."""
     height, width = image.shape[:2]
     total: np.ndarray | None = None
     views = spec.views()

@@ -1,7 +1,7 @@
 """INT8 post-training quantization with ONNX Runtime, with accuracy-checked fallbacks.
 
 Recipe (QDQ format, uint8 activations, int8 per-channel weights): uint8 activations run on
-the VNNI/AVX2 u8s8 kernels; ORT's default int8 activations are ~1.8x slower on such CPUs.
+the VNNI/AVX2 u8s8 kernels; ORT's default int8 activations are markedly slower on such CPUs.
 ``quant_pre_process`` (shape inference + graph optimisation) runs first, as ORT recommends.
 
 Each attempt is scored by the caller (mIoU on the same split as fp32). The first attempt whose

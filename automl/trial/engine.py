@@ -71,9 +71,9 @@ class Runtime:
 def loader_workers(setting: int | None, runtime: Runtime) -> int:
     """DataLoader workers for one trial: ``setting`` if given, else 0 on a CPU (its cores do the
     training; loader workers would compete with it) and, on CUDA, one per CPU thread of this
-    process, at most 8. Measured on an H200 (benchmarks/gpu_check.py, 480x360 -> 384² crops): the
-    pipeline gives 545 img/s with 0 workers, 1291 with 8 and 1273 with 14, against a model that
-    trains at 460-750 img/s; `automl worker` processes packed on a GPU split the threads."""
+    process, at most 8: on CUDA the pipeline needs workers to keep up with the model and gains
+    nothing past 8 (benchmarks/README.md, GPU check); `automl worker` processes packed on a GPU
+    split the threads."""
     if setting is not None:
         return setting
     if runtime.device.type != "cuda":
