@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,8 @@ import optuna
 from optuna.trial import FrozenTrial
 from torch import nn
 
+from automl import faults
+from automl.atomic import clean_leftovers, library_temp_in, owned_tempdir
 from automl.bundle.layout import Manifest, OnnxInfo
 from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA, TTASpec
@@ -166,6 +167,7 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
         notes.append(str(exc))
         log.error("%s", exc)
         return v
+    faults.point("exported")
     ort_fp32 = OnnxPredictor(v.export.path, preprocess, n_cls, threads=threads)
     val(ORT_FP32, ort_fp32)
     add(ORT_FP32, ort_fp32)
@@ -177,6 +179,7 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
         v.int8_error = f"INT8 quantization failed: {type(exc).__name__}: {exc}"
         notes.append(v.int8_error)
         log.error("%s", v.int8_error)
+    faults.point("quantized")
     if v.int8 is not None and v.int8.path is not None:
         add(ORT_INT8, OnnxPredictor(v.int8.path, preprocess, n_cls, precision="int8", threads=threads))
         if v.tta.evaluated:
@@ -212,6 +215,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     ``data``: the dataset the search already decoded in this process (else it is loaded).
     """
     t_start = time.monotonic()
+    clean_leftovers(sf.run_dir)  # what a killed final (or search) left behind
     study = load_existing_study(sf, resolve_url(sf, storage))
     trial = pick_trial(study, sf, trial_number)
     cfg = final_config(trial, epochs or sf.final.epochs)
@@ -220,11 +224,13 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     notes = (["trained on train+val: val scores (and the TTA/INT8 decisions made on them) are optimistic"]
              if sf.final.train_on_trainval else [])
     trained = _retrained(sf, cfg, trial.number, data, reuse_model)
+    faults.point("retrained")
     scorers = {name: _Scorer(split, cfg) for name, split in (("val", data.val), ("test", data.test))
                if split is not None}
     bundle_dir = Path(out) if out is not None else sf.run_dir / "bundle"
-    with tempfile.TemporaryDirectory(prefix="automl-final-") as tmp:
-        v = _build_and_score(trained.model, cfg, data, sf, input_size, Path(tmp), scorers["val"], notes)
+    # ONNX files (tens of MB) are written in the run folder: a killed final's are removed by the next run
+    with owned_tempdir(sf.run_dir, "final-work") as tmp, library_temp_in(tmp):
+        v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, scorers["val"], notes)
         if "test" in scorers:
             for key, predictor in v.timed.items():
                 if key != ORT_FP32.with_tta():  # same numbers as torch fp32 + TTA
@@ -241,6 +247,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
                                            "value": scorers["val"].scores[TORCH_FP32].miou},
                               render_png=plot_final)
     log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
+    faults.point("bundle_written")
     _attach(sf, study, bundle_dir, report)
     return FinalResult(bundle_dir, manifest, report)
 
