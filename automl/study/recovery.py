@@ -1,39 +1,147 @@
 """Getting a study back into shape after crashes, kills and Ctrl-C.
 
-- Trials of a worker that died keep the state RUNNING. Optuna's heartbeat fails them once their
-  heartbeat is older than the grace period, and ``RetryHeartbeatStaleTrialCallback`` enqueues a
-  retry with the same parameters (bounded by ``storage.max_retries``).
-- A worker on *this* host whose process is gone need not wait for the grace period: its trials
-  are failed and retried at once (``reap_dead_local_trials``).
-- A trial interrupted by SIGINT/SIGTERM ends FAILED (``stop_reason`` "interrupted"); the next
-  start retries it through the same callback, so every retry is linked the same way
-  (system attr ``failed_trial`` → the first attempt's number; user attr ``retry_of``).
+Every trial records its owner (user attr ``worker``: ``host:pid``) as the objective's first
+step; SIGINT/SIGTERM are held until then (:mod:`automl.interrupts`). A RUNNING trial is dead when:
+
+- its owner ran on *this* host and is gone: failed and retried at once;
+- its owner ran elsewhere and its heartbeat is older than the grace period (RDB storages):
+  failed, with a reason, and retried; a journal file has no heartbeat, so such a trial stays
+  RUNNING (``automl worker`` says so);
+- it has no owner: its process died in the instant between Optuna creating the trial and the
+  objective's first line (SIGKILL, a crash), see :func:`reap_ownerless_trials`.
+
+A trial that ended FAILED by a signal (``stop_reason`` "interrupted"), or with no reason at all
+(older versions failed a trial interrupted before the objective's ``try`` that way), is retried
+once. Every retry is a new WAITING trial with the same parameters (an enqueued trial's fixed
+parameters included: a retried baseline is the baseline again), linked the same way as Optuna's
+heartbeat retries: system attr ``failed_trial`` → the first attempt's number; user attr
+``retry_of`` once it runs.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
-import socket
+import time
+from pathlib import Path
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from filelock import FileLock, Timeout
+from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
+from automl.owner import dead_here
 from automl.trial.objective import INTERRUPTED
 
 log = logging.getLogger(__name__)
 
+DIED = "failed: worker process died"
+STALE = "failed: worker stopped responding (no heartbeat within the grace period)"
+UNOWNED = "failed: worker process died while starting the trial"
+# What an enqueued trial carries into its retries; the rest of its user attrs belong to one attempt
+# (its owner above all: a retry that carried its dead owner's pid could be reaped while it starts).
+ENQUEUED_ATTRS = ("baseline", "portfolio")
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+
+def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
+    """Enqueue a retry of a failed trial, unless it was retried ``max_retries`` times already."""
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > max_retries:
         return False
-    except PermissionError:
-        return True
+    system_attrs = {**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history}
+    study.add_trial(optuna.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={k: v for k, v in trial.user_attrs.items() if k in ENQUEUED_ATTRS}, system_attrs=system_attrs))
     return True
+
+
+def _fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: int) -> bool:
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
+        changed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # another process got there first (or the trial ended meanwhile)
+    if changed:
+        retry(study, storage.get_trial(trial._trial_id), max_retries)
+    return changed
+
+
+def _owner(trial: FrozenTrial) -> tuple[str, int] | None:
+    host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+    return (host, int(pid)) if host and pid.isdigit() else None
+
+
+def reap_dead_local_trials(study: optuna.Study, max_retries: int) -> list[int]:
+    """Fail and retry RUNNING trials whose worker ran on this host and no longer exists."""
+    reaped = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = _owner(t)
+        if owner is not None and dead_here(*owner) and _fail_and_retry(study, t, DIED, max_retries):
+            reaped.append(t.number)
+    return reaped
+
+
+def reap_stale_trials(study: optuna.Study, max_retries: int) -> list[int]:
+    """Optuna's ``fail_stale_trials``, with a ``stop_reason`` written before the trial fails (a
+    FAILED trial's attrs can no longer change) and :func:`retry`'s retries."""
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    reaped = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        trial = storage.get_trial(trial_id)
+        if _fail_and_retry(study, trial, STALE, max_retries):
+            reaped.append(trial.number)
+    return reaped
+
+
+def _ownerless(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _owner(t) is None]
+
+
+# (study id, trial id) → when this process first saw the trial RUNNING without an owner
+_ownerless_since: dict[tuple[int, int], float] = {}
+
+
+def _ownerless_for(study: optuna.Study, grace_s: float) -> list[FrozenTrial]:
+    """Trials this process has seen without an owner for longer than ``grace_s``."""
+    now = time.monotonic()
+    seen = {(study._study_id, t._trial_id): t for t in _ownerless(study)}
+    for key in [k for k in _ownerless_since if k[0] == study._study_id and k not in seen]:
+        del _ownerless_since[key]
+    return [t for key, t in seen.items() if now - _ownerless_since.setdefault(key, now) > grace_s]
+
+
+def reap_ownerless_trials(study: optuna.Study, max_retries: int, start_lock: Path | None,
+                          grace_s: float) -> list[int]:
+    """Fail and retry RUNNING trials without an owner whose process is certainly gone.
+
+    Such a trial's process died between Optuna creating it and the objective's first line, or is
+    in that instant now (milliseconds). Which, is decided without comparing clocks:
+
+    - SQLite serves one machine: a process creating a trial holds ``start_lock`` (a file lock,
+      which the kernel releases when the process dies) until it has recorded the owner. Holding
+      the lock, this process knows no live process is in that instant, and no new trial can
+      appear: every ownerless trial it sees is dead and is retried at once (a resumed study runs
+      its baseline first, not after a random draw);
+    - other storages may be shared with other machines, where a lock file says nothing, a trial's
+      ``datetime_start`` is that machine's naive local time (time zones, drift), and no heartbeat
+      has started yet: a trial this process has seen without an owner for longer than
+      ``grace_s`` (the heartbeat grace period) is dead.
+    """
+    if start_lock is None:
+        dead = _ownerless_for(study, grace_s)
+        return [t.number for t in dead if _fail_and_retry(study, t, UNOWNED, max_retries)]
+    lock = FileLock(start_lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return []  # a process of this host is starting a trial: look again next time
+    try:
+        return [t.number for t in _ownerless(study) if _fail_and_retry(study, t, UNOWNED, max_retries)]
+    finally:
+        lock.release()
 
 
 def _retried_numbers(study: optuna.Study) -> set[int]:
@@ -43,39 +151,14 @@ def _retried_numbers(study: optuna.Study) -> set[int]:
     return done
 
 
-def _retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> None:
-    RetryHeartbeatStaleTrialCallback(max_retry=max_retries)(study, copy.deepcopy(trial))
-
-
-def reap_dead_local_trials(study: optuna.Study, max_retries: int) -> list[int]:
-    """Fail and retry RUNNING trials whose worker ran on this host and no longer exists."""
-    host = socket.gethostname()
-    reaped = []
-    storage = study._storage  # Optuna's own fail_stale_trials works on the storage the same way
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get("worker", "")
-        h, _, pid = owner.rpartition(":")
-        if h != host or not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
-            continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "stop_reason", "failed: worker process died")
-            changed = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker got there first
-        if changed:
-            _retry(study, storage.get_trial(t._trial_id), max_retries)
-            reaped.append(t.number)
-    return reaped
-
-
 def requeue_interrupted(study: optuna.Study, max_retries: int) -> list[int]:
-    """Retry trials that a signal interrupted, once each."""
+    """Retry, once each, failed trials that a signal interrupted or that ended with no reason."""
     retried = _retried_numbers(study)
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if t.user_attrs.get("stop_reason") == INTERRUPTED and t.number not in retried:
-            _retry(study, t, max_retries)
-            out.append(t.number)
+        if t.user_attrs.get("stop_reason", INTERRUPTED) == INTERRUPTED and t.number not in retried:
+            if retry(study, t, max_retries):
+                out.append(t.number)
     return out
 
 
@@ -96,12 +179,15 @@ def _note_failures(study: optuna.Study, trial_ids: set[int], numbers: set[int]) 
                 log.warning("could not write the note of trial %d: %s: %s", t.number, type(exc).__name__, exc)
 
 
-def recover(study: optuna.Study, max_retries: int) -> None:
-    """Everything above, plus Optuna's heartbeat check (RDB storages only); each trial failed
-    here, or retried after an interruption, gets its dashboard note."""
+def recover(study: optuna.Study, max_retries: int, *, start_lock: Path | None = None,
+            ownerless_grace_s: float = 120.0) -> None:
+    """Everything above; each trial failed here, or retried after an interruption, gets its
+    dashboard note. ``start_lock``: see :func:`reap_ownerless_trials` (SQLite only)."""
     before = _running_ids(study)
-    fail_stale_trials(study)
-    reap_dead_local_trials(study, max_retries)
+    reaped = [*reap_dead_local_trials(study, max_retries), *reap_stale_trials(study, max_retries),
+              *reap_ownerless_trials(study, max_retries, start_lock, ownerless_grace_s)]
+    if reaped:
+        log.info("trial(s) %s: their worker is gone; retried", ", ".join(map(str, sorted(reaped))))
     interrupted = requeue_interrupted(study, max_retries)
     ended = before - _running_ids(study) if before else set()  # finished elsewhere, or failed here
     if ended or interrupted:

@@ -15,6 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl import faults
 from automl.config import StudyFile
 from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -29,6 +30,7 @@ from automl.study.recovery import recover
 from automl.study.selection import selected_or_none
 from automl.study.stages import check_patterns, stage_start, stage_study_name, study_budgets
 from automl.study.storage import mask_url, open_storage, resolve_url
+from automl.study.trial_start import TrialStart, start_lock
 from automl.trial.compat import compatible_pairs
 from automl.trial.engine import Runtime
 from automl.trial.latency import LatencyCache, measure_model
@@ -234,14 +236,16 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs)
     # optuna-dashboard's morning view: trial and study notes, a predictions PNG per completed trial
     view_callbacks, view_hooks = morning_view(prep)
+    starting = TrialStart(start_lock(prep.storage_url))
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
                           completed_hooks=[BestTrialCheckpoint(sf.run_dir), *view_hooks, *(completed_hooks or [])],
-                          latency_cache=latency_cache(sf))
+                          latency_cache=latency_cache(sf), on_owned=starting.owned)
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
     log.info("study %s on %s", study.study_name, mask_url(prep.storage_url))
     while True:
-        recover(study, sf.storage.max_retries)
+        recover(study, sf.storage.max_retries, start_lock=starting.lock_path,
+                ownerless_grace_s=sf.storage.grace_period)
         state = budget_state(study, target, timeout)
         if state.complete or state.out_of_time:
             break
@@ -256,12 +260,17 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
         if state.fully_booked:
             time.sleep(poll_s)  # other workers' trials may finish the study, or die and be retried
             continue
-        study.optimize(objective, n_trials=1, catch=(Exception,),
-                       callbacks=[streak, *view_callbacks, *(callbacks or [])])
+        with starting():
+            study.optimize(objective, n_trials=1, catch=(Exception,),
+                           callbacks=[_told, streak, *view_callbacks, *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")
     return study
+
+
+def _told(study: optuna.Study, trial: FrozenTrial) -> None:
+    faults.point("told")  # the trial is told; the callbacks after this one (best weights, notes) have not run
 
 
 def run_all(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool = True,

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import resource
-import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,7 +21,9 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from automl import faults, interrupts
 from automl.data.folder import Dataset
+from automl.owner import this_process
 from automl.space.sample import ResolvedSpace
 from automl.trial.engine import (
     EpochResult,
@@ -49,9 +49,6 @@ SURPLUS = "surplus: other workers already reached the study total"
 class SurplusTrial(RuntimeError):
     """Started in a race after the study total was reached; ends FAILED and is not counted."""
 
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 # Called after a trial trains to completion, while its model is still in memory:
 # (trial, config, fit result, objective value). E.g. keep the best weights, draw predictions.
@@ -97,8 +94,10 @@ def peak_memory_mb(runtime: Runtime) -> float:
 class Objective:
     def __init__(self, space: ResolvedSpace, data: Dataset, data_spec: DataSpec, runtime: Runtime,
                  settings: TrialSettings, input_size: tuple[int, int], events: TrialEvents | None = None,
-                 completed_hooks: list[CompletedHook] | None = None, latency_cache: LatencyCache | None = None):
+                 completed_hooks: list[CompletedHook] | None = None, latency_cache: LatencyCache | None = None,
+                 on_owned: Callable[[], None] = lambda: None):
         self.space, self.data, self.data_spec, self.runtime = space, data, data_spec, runtime
+        self.on_owned = on_owned
         self.settings, self.input_size = settings, input_size
         self.events = events or TrialEvents()
         self.completed_hooks = list(completed_hooks or [])
@@ -106,50 +105,29 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         t_start = time.monotonic()
-        s = self.settings
-        trial.set_user_attr("worker", worker_id())
-        if s.total_trials is not None and self._is_surplus(trial, s.total_trials):
-            trial.set_user_attr("stop_reason", SURPLUS)
-            trial.study.stop()
-            raise SurplusTrial(SURPLUS)
-        cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed),
-                                schedule_epochs=s.schedule_epochs)
-        if self.runtime.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.runtime.device)
-        attrs: dict = {"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)}
-        original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-        if original is not None:
-            attrs["retry_of"] = original
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        self.events.trial_started(trial.number, cfg)
+        # Owned before anything else can happen to it: a trial whose process dies from here on is
+        # reaped by pid (this host) or heartbeat (elsewhere). Signals are held until here
+        # (automl.interrupts.held, around study.optimize), and on_owned lets the next process on
+        # this host create its trial.
+        faults.point("trial_created")
+        trial.set_user_attr("worker", this_process())
+        self.on_owned()
         history: list[EpochResult] = []
-
-        def on_epoch(res: EpochResult) -> None:
-            history.append(res)
-            self.events.epoch_done(trial.number, res, cfg.epochs)
-            if s.prune:
-                trial.report(res.miou, res.epoch)
-                if res.epoch < cfg.epochs and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
-
-        stop_reason = "completed"
         times = TimeStats()
+        attrs: dict = {}
+        # Whatever ends the trial before a reason is known is an interruption: a signal (let in
+        # only now, inside this try) or any other BaseException. Surplus check, sampling, the
+        # latency probe, training and the completed hooks are all inside it.
+        stop_reason = INTERRUPTED
         try:
-            self._enforce_constraints(trial, attrs)
-            with time_limit(s.time_limit_s):
-                result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
-            value = history[-1].miou
-            for hook in self.completed_hooks:
-                try:
-                    hook(trial, cfg, result, value)
-                except Exception as exc:  # noqa: BLE001 - a side output must not fail a trained trial
-                    log.warning("trial %d: %s failed: %s: %s", trial.number, type(hook).__name__,
-                                type(exc).__name__, exc)
-            if not s.prune:
-                measured = {"val_miou": value, "latency_ms": attrs["latency_ms"], "params_m": attrs["params_m"]}
-                return tuple(measured[name] for name in s.objectives)
+            with interrupts.delivered():
+                value = self._run(trial, t_start, attrs, history, times)
+            # signals are held again: a "completed" trial is one Optuna is about to tell
+            stop_reason = "completed"
             return value
+        except SurplusTrial:
+            stop_reason = SURPLUS
+            raise
         except optuna.TrialPruned as exc:
             stop_reason = str(exc)
             raise
@@ -163,11 +141,64 @@ class Objective:
         except Exception as exc:
             stop_reason = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
             raise
-        except KeyboardInterrupt:
-            stop_reason = INTERRUPTED
-            raise
         finally:
-            self._record_end(trial, stop_reason, history, times, t_start)
+            if stop_reason == SURPLUS:
+                self._set(trial, "stop_reason", SURPLUS)  # not a trial of the study: nothing else to record
+            else:
+                self._record_end(trial, stop_reason, history, times, t_start)
+
+    def _run(self, trial: optuna.Trial, t_start: float, attrs: dict, history: list[EpochResult],
+             times: TimeStats) -> float | tuple[float, ...]:
+        s = self.settings
+        if s.total_trials is not None and self._is_surplus(trial, s.total_trials):
+            trial.study.stop()
+            raise SurplusTrial(SURPLUS)
+        cfg = self.space.sample(trial, data=self.data_spec, epochs=s.epochs, seed=trial_seed(trial, s.base_seed),
+                                schedule_epochs=s.schedule_epochs)
+        faults.point("sampled")
+        if self.runtime.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.runtime.device)
+        attrs.update({"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)})
+        faults.point("measured")
+        original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
+        if original is not None:
+            attrs["retry_of"] = original
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        self.events.trial_started(trial.number, cfg)
+
+        def on_epoch(res: EpochResult) -> None:
+            history.append(res)
+            self.events.epoch_done(trial.number, res, cfg.epochs)
+            faults.point("epoch")
+            if s.prune:
+                trial.report(res.miou, res.epoch)
+                if res.epoch < cfg.epochs and trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
+
+        self._enforce_constraints(trial, attrs)
+        with time_limit(s.time_limit_s):
+            result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
+        value = history[-1].miou
+        faults.point("trained")
+        for hook in self.completed_hooks:
+            try:
+                hook(trial, cfg, result, value)
+            except Exception as exc:  # noqa: BLE001 - a side output must not fail a trained trial
+                log.warning("trial %d: %s failed: %s: %s", trial.number, type(hook).__name__,
+                            type(exc).__name__, exc)
+        faults.point("hooks_done")
+        if not s.prune:
+            measured = {"val_miou": value, "latency_ms": attrs["latency_ms"], "params_m": attrs["params_m"]}
+            return tuple(measured[name] for name in s.objectives)
+        return value
+
+    @staticmethod
+    def _set(trial: optuna.Trial, key: str, value) -> None:
+        try:
+            trial.set_user_attr(key, value)
+        except Exception:  # noqa: BLE001 - storage gone (e.g. database restarting); the outcome stands
+            log.warning("could not record %s for trial %d", key, trial.number)
 
     def _enforce_constraints(self, trial: optuna.Trial, attrs: dict) -> None:
         """Record constraint values (Optuna's and, for the dashboard, user_attrs); stop an
