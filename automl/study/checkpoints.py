@@ -1,15 +1,20 @@
 """Keep the weights of the best completed trial so far under ``runs/<study>/best_trial/``.
 
 ``automl inspect`` and the dashboard use them; the final stage retrains from the config anyway.
-Several workers may finish trials at once: under a file lock, the folder is replaced (atomically)
-only when the new value beats the one recorded inside it. The folder's ``trial_config.json``
-names the trial and its value, and lands with the weights (one rename): it never names a trial
-whose weights are not there.
+
+The weights exist before the trial is complete: the objective's completed hook runs while the
+model is in memory, Optuna tells the result afterwards. A kill in between must not leave
+``best_trial`` naming a trial that then fails (and is retried under another number). So the hook
+only stages the weights (``.best_trial.pending/<study>.<number>``); :meth:`promote` moves them in
+once the storage says the trial is COMPLETE: after each trial, and when a search (re)starts,
+which also drops what trials that did not complete left staged. Several workers may finish trials
+at once: under a file lock, the folder is replaced (atomically) only by a better value. The
+folder's ``trial_config.json`` names the trial and its value, and lands with the weights.
 
 A save can fail (a full disk). The trial then carries the reason (user attr
-``weights_not_saved``), this worker keeps the weights in memory and tries again when its next
-trial completes, and :func:`missing_best_weights` tells the summary and ``automl inspect`` that
-the best trial's weights are not in the folder, instead of letting them use older ones.
+``weights_not_saved``), this worker keeps the weights in memory and stages them again when its
+next trial completes, and :func:`missing_best_weights` tells the summary and ``automl inspect``
+that the best trial's weights are not in the folder, instead of letting them use older ones.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from automl.atomic import clean_leftovers, swap_in
 from automl.config import StudyFile
 from automl.study.stages import search_study_names
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE, save_model
@@ -59,6 +66,8 @@ def read_recorded(folder: Path) -> dict:
 class BestTrialCheckpoint:
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir) / "best_trial"
+        self.pending = Path(run_dir) / ".best_trial.pending"
+        self.lock = FileLock(Path(run_dir) / ".best_trial.lock", timeout=300)
         self.unsaved: _Unsaved | None = None
 
     def recorded_value(self) -> float:
@@ -67,27 +76,11 @@ class BestTrialCheckpoint:
         except (KeyError, TypeError, ValueError):
             return float("-inf")
 
-    def _current(self, study: optuna.Study) -> float:
-        """The recorded value, unless the folder holds a trial of this study that failed after its
-        weights were saved (its storage write failed, and a resume failed it): any completed
-        trial beats that. A RUNNING one may be another worker's, about to complete."""
-        info = read_recorded(self.dir)
-        if info.get("study_name") == study.study_name:
-            states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
-            if states.get(info.get("trial_number")) == TrialState.FAIL:
-                return float("-inf")
-        return self.recorded_value()
-
-    def _lock(self) -> FileLock:
-        # read-compare-write as one step: two workers finishing together must not let the worse
-        # model land last
-        self.dir.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(self.dir.parent / ".best_trial.lock", timeout=300)
-
     def restore(self, model: nn.Module, cfg: TrialConfig, missing: MissingWeights) -> bool:
         """Put a retrained model of the trial whose weights are missing in the folder (``automl
         rerun``), unless a better one landed meanwhile. The recorded value stays the trial's."""
-        with self._lock():
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock:
             # a better trial that landed since the check stays; a folder unchanged since the check
             # (e.g. holding a trial that did not complete) is replaced
             if missing.value <= self.recorded_value() and read_recorded(self.dir) != missing.found:
@@ -97,22 +90,25 @@ class BestTrialCheckpoint:
             return True
 
     def __call__(self, trial: optuna.Trial, cfg: TrialConfig, result: FitResult, value: float) -> None:
-        with self._lock():
-            current = self._current(trial.study)
+        """Completed hook: stage the weights if they beat the ones in place."""
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            current = self.recorded_value()
             pending = self.unsaved
             if pending is not None and pending.extra["value"] > max(current, value):
-                # an earlier best that could not be written: try again, keep this trial's aside
-                if self._save(pending.model, pending.cfg, pending.extra, trial=None):
+                # an earlier best that could not be written: try again (its trial is told by now,
+                # so promote() moves it in), keep this worse trial's weights aside
+                if self._stage(pending.model, pending.cfg, pending.extra, trial=None):
                     self.unsaved = None
                 return
             self.unsaved = None  # this trial is as good (or nothing is pending)
             if value > current:
                 extra = {"trial_number": trial.number, "value": value, "study_name": trial.study.study_name}
-                self._save(result.model, cfg, extra, trial=trial)
+                self._stage(result.model, cfg, extra, trial=trial)
 
-    def _save(self, model: nn.Module, cfg: TrialConfig, extra: dict, trial: optuna.Trial | None) -> bool:
+    def _stage(self, model: nn.Module, cfg: TrialConfig, extra: dict, trial: optuna.Trial | None) -> bool:
         try:
-            save_model(model, cfg, self.dir, extra=extra)
+            save_model(model, cfg, self.pending / f"{extra['study_name']}.{extra['trial_number']}", extra=extra)
             return True
         except OSError as exc:
             from automl.study.storage import free_space
@@ -127,6 +123,48 @@ class BestTrialCheckpoint:
                     log.debug("could not record %s on trial %d", NOT_SAVED_ATTR, trial.number)
                 self.unsaved = _Unsaved(copy.deepcopy(model).cpu(), cfg, extra)
             return False
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Optuna callback (the trial is told by now)."""
+        if trial.state == TrialState.COMPLETE:
+            self.promote(study._storage)
+
+    def promote(self, storage: optuna.storages.BaseStorage) -> None:
+        """Move in the best staged weights whose trial is COMPLETE, if they beat those in place;
+        drop the staged weights of trials that ended otherwise (or lost)."""
+        if not self.dir.parent.is_dir():
+            return
+        with self.lock:
+            clean_leftovers(self.dir.parent)  # a swap a kill interrupted is undone first
+            if not self.pending.is_dir():
+                return
+            clean_leftovers(self.pending)
+            best, best_value = None, self.recorded_value()
+            for folder in sorted(p for p in self.pending.iterdir() if not p.name.startswith(".")):
+                info = read_recorded(folder)
+                state = _trial_state(storage, info.get("study_name"), info.get("trial_number"))
+                if state in (TrialState.RUNNING, TrialState.WAITING):
+                    continue  # its trial is being told, or its owner will be reaped
+                if state == TrialState.COMPLETE and info["value"] > best_value:
+                    if best is not None:
+                        shutil.rmtree(best, ignore_errors=True)
+                    best, best_value = folder, info["value"]
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+            if best is not None:
+                swap_in(best, self.dir)
+            if not any(self.pending.iterdir()):
+                self.pending.rmdir()
+
+
+def _trial_state(storage: optuna.storages.BaseStorage, study_name: str | None, number: int | None) -> TrialState | None:
+    if study_name is None or number is None:
+        return None
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+        return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number)).state
+    except KeyError:  # the study (or trial) is gone
+        return None
 
 
 def _best_completed(studies: list[optuna.Study]) -> tuple[optuna.Study, FrozenTrial] | None:

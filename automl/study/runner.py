@@ -236,9 +236,10 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs)
     # optuna-dashboard's morning view: trial and study notes, a predictions PNG per completed trial
     view_callbacks, view_hooks = morning_view(prep)
+    best = BestTrialCheckpoint(sf.run_dir)
     starting = TrialStart(start_lock(prep.storage_url))
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
-                          completed_hooks=[BestTrialCheckpoint(sf.run_dir), *view_hooks, *(completed_hooks or [])],
+                          completed_hooks=[best, *view_hooks, *(completed_hooks or [])],
                           latency_cache=latency_cache(sf), on_owned=starting.owned)
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
@@ -246,6 +247,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     while True:
         recover(study, sf.storage.max_retries, start_lock=starting.lock_path,
                 ownerless_grace_s=sf.storage.grace_period)
+        best.promote(study._storage)
         state = budget_state(study, target, timeout)
         if state.complete or state.out_of_time:
             break
@@ -262,7 +264,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
             continue
         with starting():
             study.optimize(objective, n_trials=1, catch=(Exception,),
-                           callbacks=[_told, streak, *view_callbacks, *(callbacks or [])])
+                           callbacks=[_told, best.after_trial, streak, *view_callbacks, *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")
