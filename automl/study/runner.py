@@ -198,18 +198,30 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
             study.set_user_attr("fixed_params", fixed)
         start = {**start, **fixed}
         study.sampler = optuna.samplers.PartialFixedSampler(fixed, study.sampler)
-    if not study.get_trials(deepcopy=False):
+    fresh = not study.get_trials(deepcopy=False)
+    if fresh:
         if study.metric_names is None:
             # what optuna-dashboard shows instead of "Objective 0"
             study.set_metric_names([_METRIC_NAMES[o] for o in sf.objectives])
         study.set_user_attr("data_spec", prep.data_spec.model_dump(mode="json"))
         study.set_user_attr("input_size", list(prep.input_size))
-        if enqueue_baseline or stage_index:
-            study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
-        if enqueue_baseline and stage_index is None:
-            for i, recipe in enumerate(prep.space.checked_portfolio()):
-                study.enqueue_trial(recipe, user_attrs={"portfolio": i})
+    if (enqueue_baseline or stage_index) and (fresh or study.user_attrs.get("seeding") == "pending"):
+        _enqueue_start(study, prep, start, stage_index, portfolio=enqueue_baseline and stage_index is None)
     return study
+
+
+def _enqueue_start(study: optuna.Study, prep: Prepared, start: dict, stage_index: int | None, *,
+                   portfolio: bool) -> None:
+    """Enqueue the first trial (and the portfolio's), those not enqueued yet: "seeding" stays
+    "pending" until all are, so a search killed in between completes them when it resumes."""
+    study.set_user_attr("seeding", "pending")
+    queued = [t.user_attrs for t in study.get_trials(deepcopy=False)]
+    if not any("baseline" in attrs for attrs in queued):
+        study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
+    for i, recipe in enumerate(prep.space.checked_portfolio() if portfolio else []):
+        if not any(attrs.get("portfolio") == i for attrs in queued):
+            study.enqueue_trial(recipe, user_attrs={"portfolio": i})
+    study.set_user_attr("seeding", "done")
 
 
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
