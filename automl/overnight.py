@@ -175,7 +175,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     _record(study, final_epochs=epochs, epoch_s=round(per_epoch, 2),
             final_trial=best.number)
     t_final = time.monotonic()
-    result = run_final(sf, storage=prep.storage_url, epochs=epochs, data=prep.data, **(final_kwargs or {}))
+    # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
+    result = run_final(sf, storage=prep.storage_url, epochs=epochs, data=prep.data,
+                       **{"reuse_model": state == "final", **(final_kwargs or {})})
     _record(study, final_s=round(time.monotonic() - t_final, 1), state="done",
             session_s=round(time.monotonic() - t0, 1))
     return result
