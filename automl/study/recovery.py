@@ -12,7 +12,8 @@ step; SIGINT/SIGTERM are held until then (:mod:`automl.interrupts`). A RUNNING t
 
 A trial that ended FAILED by a signal (``stop_reason`` "interrupted"), or with no reason at all
 (older versions failed a trial interrupted before the objective's ``try`` that way), is retried
-once. Every retry is a new WAITING trial with the same parameters (an enqueued trial's fixed
+once. ``storage.max_retries`` limits the retries of trials whose process died while they ran (a
+config that runs out of memory kills its worker every time), not of interrupted ones. Every retry is a new WAITING trial with the same parameters (an enqueued trial's fixed
 parameters included: a retried baseline is the baseline again), linked the same way as Optuna's
 heartbeat retries: system attr ``failed_trial`` → the first attempt's number; user attr
 ``retry_of`` once it runs.
@@ -42,10 +43,11 @@ UNOWNED = "failed: worker process died while starting the trial"
 ENQUEUED_ATTRS = ("baseline", "portfolio")
 
 
-def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
-    """Enqueue a retry of a failed trial, unless it was retried ``max_retries`` times already."""
+def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int | None) -> bool:
+    """Enqueue a retry of a failed trial, unless it was retried ``max_retries`` times already
+    (None: no limit)."""
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > max_retries:
+    if max_retries is not None and len(history) > max_retries:
         return False
     system_attrs = {**trial.system_attrs, "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
                     "retry_history": history}
@@ -55,7 +57,7 @@ def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int) -> bool:
     return True
 
 
-def _fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: int) -> bool:
+def _fail_and_retry(study: optuna.Study, trial: FrozenTrial, reason: str, max_retries: int | None) -> bool:
     storage = study._storage
     try:
         storage.set_trial_user_attr(trial._trial_id, "stop_reason", reason)
@@ -113,8 +115,7 @@ def _ownerless_for(study: optuna.Study, grace_s: float) -> list[FrozenTrial]:
     return [t for key, t in seen.items() if now - _ownerless_since.setdefault(key, now) > grace_s]
 
 
-def reap_ownerless_trials(study: optuna.Study, max_retries: int, start_lock: Path | None,
-                          grace_s: float) -> list[int]:
+def reap_ownerless_trials(study: optuna.Study, start_lock: Path | None, grace_s: float) -> list[int]:
     """Fail and retry RUNNING trials without an owner whose process is certainly gone.
 
     Such a trial's process died between Optuna creating it and the objective's first line, or is
@@ -130,16 +131,18 @@ def reap_ownerless_trials(study: optuna.Study, max_retries: int, start_lock: Pat
       has started yet: a trial this process has seen without an owner for longer than
       ``grace_s`` (the heartbeat grace period) is dead.
     """
+    # Nothing of the trial ran: it cannot be what killed its process (as a config that runs out of
+    # memory can), so its retries are not limited.
     if start_lock is None:
         dead = _ownerless_for(study, grace_s)
-        return [t.number for t in dead if _fail_and_retry(study, t, UNOWNED, max_retries)]
+        return [t.number for t in dead if _fail_and_retry(study, t, UNOWNED, None)]
     lock = FileLock(start_lock)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         return []  # a process of this host is starting a trial: look again next time
     try:
-        return [t.number for t in _ownerless(study) if _fail_and_retry(study, t, UNOWNED, max_retries)]
+        return [t.number for t in _ownerless(study) if _fail_and_retry(study, t, UNOWNED, None)]
     finally:
         lock.release()
 
@@ -152,12 +155,17 @@ def _retried_numbers(study: optuna.Study) -> set[int]:
 
 
 def requeue_interrupted(study: optuna.Study, max_retries: int) -> list[int]:
-    """Retry, once each, failed trials that a signal interrupted or that ended with no reason."""
+    """Retry, once each, failed trials that a signal interrupted or that ended with no reason.
+
+    An interruption is the user's doing, not the trial's: its retries are not limited (a baseline
+    interrupted three times must still run). A trial that ended with no reason is limited like a
+    dead worker's, as nothing says what ended it."""
     retried = _retried_numbers(study)
     out = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if t.user_attrs.get("stop_reason", INTERRUPTED) == INTERRUPTED and t.number not in retried:
-            if retry(study, t, max_retries):
+        reason = t.user_attrs.get("stop_reason")
+        if reason in (INTERRUPTED, None) and t.number not in retried:
+            if retry(study, t, None if reason == INTERRUPTED else max_retries):
                 out.append(t.number)
     return out
 
@@ -185,7 +193,7 @@ def recover(study: optuna.Study, max_retries: int, *, start_lock: Path | None = 
     dashboard note. ``start_lock``: see :func:`reap_ownerless_trials` (SQLite only)."""
     before = _running_ids(study)
     reaped = [*reap_dead_local_trials(study, max_retries), *reap_stale_trials(study, max_retries),
-              *reap_ownerless_trials(study, max_retries, start_lock, ownerless_grace_s)]
+              *reap_ownerless_trials(study, start_lock, ownerless_grace_s)]
     if reaped:
         log.info("trial(s) %s: their worker is gone; retried", ", ".join(map(str, sorted(reaped))))
     interrupted = requeue_interrupted(study, max_retries)
