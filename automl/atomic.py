@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from automl import faults
+from automl import faults, interrupts
 from automl.owner import HOST, dead_here
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,11 @@ def swap_in(src: Path, out_dir: Path) -> None:
         return
     old = out_dir.with_name(f".{out_dir.name}{_tag('old')}")
     shutil.rmtree(old, ignore_errors=True)
-    os.replace(out_dir, old)
-    faults.point("swap")
-    os.replace(src, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    with interrupts.held():  # a Ctrl-C lands once the swap is done, not between the renames
+        os.replace(out_dir, old)
+        faults.point("swap")
+        os.replace(src, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

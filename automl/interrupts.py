@@ -57,32 +57,33 @@ class _Held:
             os.kill(os.getpid(), signum)  # default action (terminate) or ignored, as if never held
 
 
-_held: _Held | None = None
+_stack: list[_Held] = []
 
 
 @contextmanager
 def held() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM for the duration (main thread only; elsewhere signals never land)."""
-    global _held
-    if _held is not None or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM for the duration (main thread only; elsewhere signals never land).
+    Nested, the inner hold passes a signal on to the outer one when it ends."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     state = _Held()
     state.install()
-    _held = state
+    _stack.append(state)
     try:
         yield
     finally:
+        _stack.remove(state)
         state.restore()
-        _held = None
         if state.pending is not None:
             state.deliver(state.pending)
 
 
 @contextmanager
 def delivered() -> Iterator[None]:
-    """Signals act normally for the duration; one held before is raised here, at the start."""
-    state = _held
+    """Signals act as they did before the innermost hold, for the duration; one held before is
+    raised here, at the start."""
+    state = _stack[-1] if _stack else None
     if state is None:
         yield
         return
