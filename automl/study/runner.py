@@ -188,6 +188,7 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
     study = open_study(sf, prep.storage_url, worker_index=worker_index,
                        study_name=stage_study_name(sf, stage_index))
     keep_model_choices(study, prep)
+    faults.point("study_opened")
     if stage_index is not None:
         # The first worker to reach a stage decides what it fixes; a worker that finished the
         # previous stage later (and saw another winner) follows that decision.
