@@ -32,7 +32,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from automl.study.config import load_study_file
+from automl.config import load_study_file
 from tests.conftest import TINY_SPACE, tiny_study_doc, write_yaml
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 import automl.trial.objective as objective_module
 from automl import interrupts
+from automl.config import load_study_file
 from automl.space.sample import ResolvedSpace
-from automl.study.config import load_study_file
 from automl.study.recovery import retry
 from automl.study.runner import prepare, run_search, setup_study
 from automl.trial.objective import INTERRUPTED
