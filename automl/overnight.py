@@ -134,7 +134,7 @@ def _record(study: optuna.Study, **attrs) -> None:
         study.set_user_attr(f"run_{k}", v)
 
 
-def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None, callbacks=None,
+def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None, callbacks=None, completed_hooks=None,
                   final_kwargs: dict | None = None, search: Callable[[], optuna.Study] | None = None):
     """Search within its share, then retrain the selected trial with what is left; returns the
     final stage's result. ``search`` replaces the in-process search (``automl run --workers``:
@@ -163,6 +163,7 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
             study = search()
         else:
             study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
+                            completed_hooks=completed_hooks,
                             stop_when=SearchGate(prep, plan, storage))
     spent = search_time(sf, storage)
     if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs

@@ -24,7 +24,7 @@ from PIL import Image
 from automl.config import load_study_file
 from automl.study.runner import prepare, run_search, setup_study
 from automl.trial.objective import SURPLUS
-from automl.view.dashboard_hooks import NotesCallback
+from automl.view.dashboard_hooks import NotesCallback, morning_view
 from automl.view.notes import USER_MARKER
 
 
@@ -63,7 +63,8 @@ def searched(tiny_study, runs_root):
     study = setup_study(prep)
     study.enqueue_trial({"model": "Unet/resnet18", "optimizer": "sgd", "sgd.lr": 1e-7, "schedule": "constant",
                          "aux_head": False})
-    run_search(prep, study)  # the search wires the morning view itself
+    view = morning_view(prep)  # as the CLI hands it to the search
+    run_search(prep, study, callbacks=view.callbacks, completed_hooks=view.completed_hooks)
     return path, study
 
 

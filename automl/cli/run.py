@@ -15,6 +15,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from automl.overnight import BudgetPlan, run_overnight
     from automl.study.runner import prepare, setup_study
     from automl.study.workers import worker_count
+    from automl.view.dashboard_hooks import morning_view
     from automl.view.progress import LiveView
 
     total = parse_duration(args.budget)
@@ -28,7 +29,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     first = setup_study(prep, stage_index=0 if sf.stages else None)
     with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
         search = _pool_search(args, view, prep, n_workers, total) if n_workers > 1 else None
-        result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view], search=search)
+        dashboard = morning_view(prep)
+        result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view, *dashboard.callbacks],
+                               completed_hooks=dashboard.completed_hooks, search=search)
     if result is not None:
         from automl.final.report import report_table
 

@@ -13,6 +13,7 @@ from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
     from automl.study.runner import final_study, prepare, run_all, setup_study
     from automl.study.workers import WorkerPool, follow_pool, worker_commands, worker_count
+    from automl.view.dashboard_hooks import morning_view
     from automl.view.progress import LiveView
     from automl.view.summary import print_summary
 
@@ -28,7 +29,9 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
             follow_pool(view, WorkerPool(worker_commands(args.study, n_workers, extra_args=forwarded_run_args(args)),
                                          sf.run_dir / "logs"), sf, prep.storage_url)
         else:
-            run_all(prep, on_study=view.follow, events=view, callbacks=[view])
+            dashboard = morning_view(prep)
+            run_all(prep, on_study=view.follow, events=view, callbacks=[view, *dashboard.callbacks],
+                    completed_hooks=dashboard.completed_hooks)
     print_summary(final_study(sf, prep.storage_url), sf, prep.storage_url, console, args.study)
     if args.final or sf.final.after_search:
         from automl.cli.final import run_and_show

@@ -18,6 +18,7 @@ from automl.cli.common import add_study_args, load_study
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     from automl.study.runner import prepare, run_all, setup_study
     from automl.study.storage import mask_url
+    from automl.view.dashboard_hooks import morning_view
     from automl.view.progress import LiveView
 
     if args.threads:
@@ -41,8 +42,9 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     first = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False,
                         stage_index=0 if sf.stages else None)
     with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+        dashboard = morning_view(prep)
         run_all(prep, worker_index=args.worker_index, enqueue_baseline=False, on_study=view.follow, events=view,
-                callbacks=[view], **limits)
+                callbacks=[view, *dashboard.callbacks], completed_hooks=dashboard.completed_hooks, **limits)
     return 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Callable, Iterable
 
 import optuna
 from filelock import FileLock, Timeout
@@ -33,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl.owner import dead_here
 from automl.trial.objective import INTERRUPTED
 
+Callback = Callable[[optuna.Study, FrozenTrial], None]
 log = logging.getLogger(__name__)
 
 DIED = "failed: worker process died"
@@ -174,23 +176,23 @@ def _running_ids(study: optuna.Study) -> set[int]:
     return {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
 
 
-def _note_failures(study: optuna.Study, trial_ids: set[int], numbers: set[int]) -> None:
-    """Dashboard notes for trials that ended outside ``optimize`` (its callbacks never saw them):
-    those with these ids or numbers."""
-    from automl.view.notes import write_trial_note
-
+def _tell_callbacks(study: optuna.Study, trial_ids: set[int], numbers: set[int], callbacks: Iterable[Callback]) -> None:
+    """Trials that ended outside ``optimize`` (its callbacks never saw them), those with these ids
+    or numbers, go to ``callbacks`` as if ``optimize`` had ended them (e.g. their dashboard note)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if t._trial_id in trial_ids or t.number in numbers:
-            try:
-                write_trial_note(study, t)
-            except Exception as exc:  # noqa: BLE001 - a missing note is no reason to stop recovering
-                log.warning("could not write the note of trial %d: %s: %s", t.number, type(exc).__name__, exc)
+            for callback in callbacks:
+                try:
+                    callback(study, t)
+                except Exception as exc:  # noqa: BLE001 - a missing note is no reason to stop recovering
+                    log.warning("after trial %d ended: %s: %s", t.number, type(exc).__name__, exc)
 
 
 def recover(study: optuna.Study, max_retries: int, *, start_lock: Path | None = None,
-            ownerless_grace_s: float = 120.0) -> None:
-    """Everything above; each trial failed here, or retried after an interruption, gets its
-    dashboard note. ``start_lock``: see :func:`reap_ownerless_trials` (SQLite only)."""
+            ownerless_grace_s: float = 120.0, callbacks: Iterable[Callback] = ()) -> None:
+    """Everything above; each trial failed here, or retried after an interruption, goes to
+    ``callbacks`` (Optuna's ``(study, trial)``). ``start_lock``: see :func:`reap_ownerless_trials`
+    (SQLite only)."""
     before = _running_ids(study)
     reaped = [*reap_dead_local_trials(study, max_retries), *reap_stale_trials(study, max_retries),
               *reap_ownerless_trials(study, start_lock, ownerless_grace_s)]
@@ -199,4 +201,4 @@ def recover(study: optuna.Study, max_retries: int, *, start_lock: Path | None = 
     interrupted = requeue_interrupted(study, max_retries)
     ended = before - _running_ids(study) if before else set()  # finished elsewhere, or failed here
     if ended or interrupted:
-        _note_failures(study, ended, set(interrupted))
+        _tell_callbacks(study, ended, set(interrupted), list(callbacks))

@@ -37,7 +37,6 @@ from automl.trial.latency import LatencyCache, measure_model
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec, ModelSpec
-from automl.view.dashboard_hooks import morning_view
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +236,12 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     this worker starts nothing and waits, so that a study never ends with more than its total;
     if one of those trials dies, its retry is picked up here. ``stop_when`` may end the search
     before a trial starts by returning the reason (`automl run`'s budget gate).
+
+    ``callbacks`` (Optuna's ``(study, trial)``) see every trial that ends: in ``optimize``, and
+    those that recovery ends (a dead worker's, an interrupted one). ``completed_hooks`` run on a
+    trial that trained to completion, while its model is in memory. The morning view
+    (``automl.view.dashboard_hooks.morning_view``) comes in through both; the search never
+    imports it.
     """
     sf = prep.sf
     study = study or setup_study(prep)
@@ -247,19 +252,17 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              total_trials=target, objectives=tuple(sf.objectives),
                              max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m,
                              eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs)
-    # optuna-dashboard's morning view: trial and study notes, a predictions PNG per completed trial
-    view_callbacks, view_hooks = morning_view(prep)
     best = BestTrialCheckpoint(sf.run_dir)
     starting = TrialStart(start_lock(prep.storage_url))
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,
-                          completed_hooks=[best, *view_hooks, *(completed_hooks or [])],
+                          completed_hooks=[best, *(completed_hooks or [])],
                           latency_cache=latency_cache(sf), on_owned=starting.owned)
     streak = FailureStreak(sf.budget.max_consecutive_failures)
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
     log.info("study %s on %s", study.study_name, mask_url(prep.storage_url))
     while True:
         recover(study, sf.storage.max_retries, start_lock=starting.lock_path,
-                ownerless_grace_s=sf.storage.grace_period)
+                ownerless_grace_s=sf.storage.grace_period, callbacks=callbacks or ())
         best.promote(study._storage)
         state = budget_state(study, target, timeout)
         if state.complete or state.out_of_time:
@@ -277,7 +280,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
             continue
         with starting():
             study.optimize(objective, n_trials=1, catch=(Exception,),
-                           callbacks=[_told, best.after_trial, streak, *view_callbacks, *(callbacks or [])])
+                           callbacks=[_told, best.after_trial, streak, *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")

@@ -1,15 +1,16 @@
 """What the search adds for optuna-dashboard: a note on every finished trial, the study note
 (search summary) refreshed after each trial, and a predictions PNG on each completed trial.
 
-``run_search`` gets them from :func:`morning_view`::
+The search never imports this module: the CLI hands them to it (:func:`morning_view`)::
 
-    callbacks, hooks = morning_view(prep)
-    run_search(prep, callbacks=callbacks, completed_hooks=hooks)
+    view = morning_view(prep)
+    run_all(prep, callbacks=[*view.callbacks], completed_hooks=view.completed_hooks)
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import optuna
@@ -60,6 +61,13 @@ class NotesCallback:
         return self.importances
 
 
-def morning_view(prep: Prepared) -> tuple[list[StudyCallback], list[CompletedHook]]:
-    """Optuna callbacks and completed hooks that make the study readable in optuna-dashboard."""
-    return [NotesCallback(prep.sf)], [PredictionGrid(prep.data, prep.sf.run_dir)]
+@dataclass
+class MorningView:
+    callbacks: list[StudyCallback]  # after every trial that ends (also those recovery ends)
+    completed_hooks: list[CompletedHook]  # on a completed trial, while its model is in memory
+
+
+def morning_view(prep: Prepared) -> MorningView:
+    """Optuna callbacks and completed hooks that make the study readable in optuna-dashboard:
+    trial and study notes, a predictions PNG per completed trial."""
+    return MorningView([NotesCallback(prep.sf)], [PredictionGrid(prep.data, prep.sf.run_dir)])
