@@ -65,6 +65,13 @@ class DataSection(_Section):
     classes: list[str] = Field(min_length=2)
     ignore_index: int = Field(255, ge=0, le=255)
     pad_divisor: int = Field(32, ge=1)
+    # Carve the selection split (every trial's score, the TTA and INT8 decisions) from train/,
+    # seeded: the folder's own val/ (or test/ when present) then stays untouched until the
+    # shipped model is scored on it once. Required for a folder without val/. Unset: val/ selects.
+    val_fraction: float | None = Field(None, gt=0, le=0.9)
+    split_seed: int = 0
+    # A small train/ still gives a selection split of at least this many images.
+    min_val_images: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _source(self) -> DataSection:

@@ -1,4 +1,5 @@
-"""A dataset folder ``root/{train,val[,test]}/{images,masks}/``, validated and decoded once.
+"""A dataset folder ``root/{train,val[,test]}/{images,masks}/``, validated and decoded once
+(a study may carve its val from train/ instead: :mod:`automl.data.split`).
 
 Masks hold one class index per pixel (8-bit PNG/TIFF, same stem as the image). Everything is
 checked before any training starts, and every offending file is listed in one error. The
@@ -30,20 +31,36 @@ class Split:
     stems: list[str]
     images: list[np.ndarray]  # H×W×3 uint8
     masks: list[np.ndarray]   # H×W uint8 class indices
+    # Per image (H, W), taken once when the split is built: the input size reads the holdout's
+    # sizes without touching its pixels or labels.
+    shapes: list[tuple[int, int]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.shapes is None:
+            self.shapes = [None if m is None else m.shape for m in self.masks]  # None: not decoded
 
     def __len__(self) -> int:
         return len(self.stems)
 
     @property
     def sizes(self) -> set[tuple[int, int]]:
-        return {m.shape for m in self.masks}
+        return set(self.shapes)
 
 
 @dataclass
 class Dataset:
+    """``val`` is the selection split: every trial, the TTA and the INT8 decisions score on it.
+    ``holdout`` (``splits[holdout_key]``, when there is one) is scored once, by the shipped model,
+    after every decision (:mod:`automl.data.split` assigns the roles)."""
+
     classes: tuple[str, ...]
     ignore_index: int
     splits: dict[str, Split] = field(default_factory=dict)
+    holdout_key: str | None = None
+    # where each role came from, for logs and reports: {"val": "val/", "holdout": "test/", ...}
+    sources: dict[str, str] = field(default_factory=dict)
+    # the split as recorded on the study (automl.data.split.split_record)
+    record: dict | None = None
 
     @property
     def train(self) -> Split:
@@ -55,7 +72,12 @@ class Dataset:
 
     @property
     def test(self) -> Split | None:
+        """The folder's test/ split under its own name (a carved split renames it ``holdout``)."""
         return self.splits.get("test")
+
+    @property
+    def holdout(self) -> Split | None:
+        return None if self.holdout_key is None else self.splits[self.holdout_key]
 
     def max_size(self) -> tuple[int, int]:
         sizes = [s for split in self.splits.values() for s in split.sizes]
@@ -68,6 +90,9 @@ class _Pair:
     image: Path
     mask: Path
 
+
+# A study can do without val/: data.val_fraction carves one from train/.
+VAL_REMEDY = "; add one, or set data.val_fraction (e.g. 0.2) in the study file to carve it from train/"
 
 LISTED_MAX = 200  # problems shown in one error; the count says how many more
 
@@ -111,7 +136,7 @@ def _scan(root: Path, required: tuple[str, ...], origin: str = "") -> tuple[dict
         sdir = root / split
         if not sdir.is_dir():
             if split in required:
-                problems.append(f"{split}/: missing split folder")
+                problems.append(f"{split}/: missing split folder" + (VAL_REMEDY if split == "val" else ""))
             continue
         idir, mdir = sdir / "images", sdir / "masks"
         missing = [d.name for d in (idir, mdir) if not d.is_dir()]

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from automl import faults
 from automl.config import StudyFile
 from automl.data.folder import Dataset, load_dataset, padded_size
+from automl.data.split import assign_roles, keep_data_split
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
 from automl.data.synthetic import generate
 from automl.errors import AutoMLError, ConfigError
@@ -57,7 +58,10 @@ def load_data(sf: StudyFile) -> Dataset:
         if tuple(sf.data.classes) != SYNTHETIC_CLASSES:
             raise ConfigError(f"data.classes: synthetic data has classes {list(SYNTHETIC_CLASSES)}")
         generate(sf.data_root, **sf.data.synthetic.model_dump())
-    return load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index)
+    # a study that carves its selection split from train/ needs no val/ folder
+    required = ("train",) if sf.data.val_fraction is not None else ("train", "val")
+    return assign_roles(load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index, required=required),
+                        sf.data)
 
 
 def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
@@ -187,6 +191,7 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
     study = open_study(sf, prep.storage_url, worker_index=worker_index,
                        study_name=stage_study_name(sf, stage_index))
     keep_model_choices(study, prep)
+    keep_data_split(study, prep.data)
     faults.point("study_opened")
     if stage_index is not None:
         # The first worker to reach a stage decides what it fixes; a worker that finished the
