@@ -216,8 +216,8 @@ def test_report_contents(rejected):
     report = json.loads((res.bundle_dir / "report.json").read_text())
     assert report == json.loads(json.dumps(res.report))
     classes = list(sf.data.classes)
-    for split in ("val", "test"):
-        ev = report["evaluation"][split]
+    assert report["holdout"]["source"] == "test/" and report["holdout"]["images"] == 2
+    for split, ev in (("val", report["evaluation"]["val"]), ("holdout", report["holdout"]["scores"])):
         assert VARIANTS_VAL <= set(ev), (split, set(ev))
         for v in ev.values():
             assert set(v["per_class_iou"]) == set(classes) and 0.0 <= v["miou"] <= 1.0

@@ -1,8 +1,12 @@
 """The final stage, in order: retrain the chosen trial → score fp32 → decide on TTA → export
-ONNX → INT8 with fallbacks → latency → report → bundle (+ report attached to the study).
+ONNX → INT8 with fallbacks → latency → score the holdout → report → bundle (+ report attached
+to the study).
 
 Every score comes from the bundle's own predictors (:mod:`automl.bundle.predictor`), so the
-report describes exactly what the bundle ships.
+report describes exactly what the bundle ships. Every decision (TTA, INT8, the default) is
+taken on the selection split (``data.val``). The untouched holdout (:mod:`automl.data.split`)
+is read once, in :func:`_score_holdout`, after the last decision: each variant the bundle ships
+is scored on it once, and nothing is decided from those scores.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32, VARIANTS, Var
 from automl.bundle.write import write_bundle
 from automl.config import StudyFile
 from automl.data.folder import Dataset, Split, padded_size
+from automl.data.split import HOLDOUT_NOTE, RECORD_ATTR, check_same_split
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
 from automl.final.latency import Latency, measure_all
@@ -103,7 +108,7 @@ class _Scorer:
 
 def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset, reuse: bool) -> Retrained:
     fs = sf.final
-    kept = load_retrained(sf.run_dir, cfg, fs.train_on_trainval) if reuse else None
+    kept = load_retrained(sf.run_dir, cfg, fs.train_on_trainval, data.record) if reuse else None
     if kept is not None:
         log.info("reusing the retrained model in %s (same config and split)", sf.run_dir / FINAL_MODEL_DIR)
         return kept
@@ -114,7 +119,8 @@ def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset
                       num_workers=sf.num_workers)
     trained = Retrained(fit_res.model.cpu().eval(), history_rows(fit_res.history), time.monotonic() - t0,
                         str(runtime.device))
-    save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number)
+    save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number,
+                   data_split=data.record)
     return trained
 
 
@@ -187,6 +193,18 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     return v
 
 
+def _score_holdout(v: _Variants, holdout: Split | None, cfg: TrialConfig) -> dict[Variant, Scores] | None:
+    """Each variant the bundle ships, scored once on the untouched holdout; called after every
+    decision (TTA, INT8, the default), and the only place the holdout is read."""
+    if holdout is None:
+        return None
+    log.info("%s: %d variants on %d images", HOLDOUT_NOTE, len(v.timed), len(holdout))
+    scorer = _Scorer(holdout, cfg)
+    for key, predictor in v.timed.items():
+        scorer(key, predictor)
+    return scorer.scores
+
+
 def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: int,
                threads: int) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
     """End-to-end ``predict(image)`` per variant, and the model alone (preprocessed input in,
@@ -220,31 +238,28 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     trial = pick_trial(study, sf, trial_number)
     cfg = final_config(trial, epochs or sf.final.epochs)
     data = data if data is not None else load_data(sf)
+    if study.user_attrs.get(RECORD_ATTR) is not None:  # the search selected on this split, not another
+        check_same_split(study.user_attrs[RECORD_ATTR], data.record, study.study_name)
     input_size = padded_size(data.max_size(), cfg.data.pad_divisor)
-    notes = (["trained on train+val: val scores (and the TTA/INT8 decisions made on them) are optimistic"]
-             if sf.final.train_on_trainval else [])
+    notes = _split_notes(sf, data)
     trained = _retrained(sf, cfg, trial.number, data, reuse_model)
     faults.point("retrained")
-    scorers = {name: _Scorer(split, cfg) for name, split in (("val", data.val), ("test", data.test))
-               if split is not None}
+    val = _Scorer(data.val, cfg)
     bundle_dir = Path(out) if out is not None else sf.run_dir / "bundle"
     # ONNX files (tens of MB) are written in the run folder: a killed final's are removed by the next run
     with owned_tempdir(sf.run_dir, "final-work") as tmp, library_temp_in(tmp):
-        v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, scorers["val"], notes)
-        if "test" in scorers:
-            for key, predictor in v.timed.items():
-                if key != ORT_FP32.with_tta():  # same numbers as torch fp32 + TTA
-                    scorers["test"](key, predictor)
+        v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, val, notes)
         latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
                                          sf.final.latency_threads)
         manifest = _manifest(sf, cfg, input_size, v)
-        report = _report(sf, study, trial, cfg, trained, v, scorers, latency, model_only, data, notes)
+        holdout = _score_holdout(v, data.holdout, cfg)  # last: every decision is taken
+        report = _report(sf, study, trial, cfg, trained, v, val, holdout, latency, model_only, data, notes)
         report["wall_s"] = round(time.monotonic() - t_start, 1)
         report = write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
                               render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
                               onnx_int8=None if v.int8 is None else v.int8.path,
                               model_extra={"study_name": sf.name, "trial_number": trial.number, "stage": "final",
-                                           "value": scorers["val"].scores[TORCH_FP32].miou},
+                                           "value": val.scores[TORCH_FP32].miou},
                               render_png=plot_final)
     log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
     faults.point("bundle_written")
@@ -266,9 +281,20 @@ def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _
     )
 
 
+def _split_notes(sf: StudyFile, data: Dataset) -> list[str]:
+    notes = []
+    if sf.final.train_on_trainval:
+        notes.append("trained on train + the selection split (val): val scores (and the TTA/INT8 decisions made "
+                     "on them) are optimistic" + ("; the holdout stayed out" if data.holdout is not None else ""))
+    if data.holdout is None:
+        notes.append("no untouched holdout (no test/ folder, data.val_fraction unset): every score here is on the "
+                     "split the search selected on, and is optimistic")
+    return notes
+
+
 def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialConfig, trained: Retrained, v: _Variants,
-            scorers: dict[str, _Scorer], latency: dict[Variant, Latency], model_only: dict[Variant, Latency],
-            data: Dataset, notes: list[str]) -> dict:
+            val: _Scorer, holdout: dict[Variant, Scores] | None, latency: dict[Variant, Latency],
+            model_only: dict[Variant, Latency], data: Dataset, notes: list[str]) -> dict:
     default = v.default()
     e = v.export
     return {
@@ -283,8 +309,13 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
                     "reused": trained.reused, "history": trained.history},
         "model": {"arch": cfg.model.arch, "encoder": cfg.model.encoder, "params": count_params(trained.model),
                   "input_size": list(padded_size(data.max_size(), cfg.data.pad_divisor))},
-        "evaluation": {name: {k.key: s.as_dict(cfg.data.classes) for k, s in sc.scores.items()}
-                       for name, sc in scorers.items()},
+        "data_split": {**data.record, "holdout": data.sources.get("holdout"),
+                       "holdout_images": None if data.holdout is None else len(data.holdout)},
+        # the selection split: every decision in this report was taken on these scores
+        "evaluation": {"val": {k.key: s.as_dict(cfg.data.classes) for k, s in val.scores.items()}},
+        "holdout": None if holdout is None else {
+            "what": HOLDOUT_NOTE, "source": data.sources["holdout"], "images": len(data.holdout),
+            "scores": {k.key: s.as_dict(cfg.data.classes) for k, s in holdout.items()}},
         "tta": {**v.tta.as_dict(), "latency_cost_ms": _tta_cost(latency)},
         "onnx": None if e is None else {"exporter": e.exporter, "dynamic": e.dynamic, "opset": e.opset,
                                         "max_rel_diff": e.max_abs_diff, "notes": e.notes},
@@ -326,10 +357,12 @@ def _attach(sf: StudyFile, study: optuna.Study, bundle_dir: Path, report: dict) 
         for name in ("report.md", "report.json", "report.png"):
             if (bundle_dir / name).is_file():
                 attach_file(sf.run_dir, study, bundle_dir / name)
-        val = report["evaluation"]["val"]
+        val, held = report["evaluation"]["val"], report["holdout"]
         study.set_user_attr("final", {
             "bundle": str(bundle_dir), "default": report["default_predictor"]["variant"],
             **{f"val_miou_{k}": v["miou"] for k, v in val.items()},
+            **({} if held is None else {"holdout": held["source"], "holdout_images": held["images"],
+                                        **{f"holdout_miou_{k}": v["miou"] for k, v in held["scores"].items()}}),
         })
     except Exception as exc:  # noqa: BLE001 - the bundle stands even if the storage is gone
         log.warning("could not attach the report to the study: %s", exc)

@@ -3,6 +3,7 @@ rich table for the console."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from automl.bundle.variants import TORCH_FP32, VARIANTS, Variant
@@ -20,9 +21,14 @@ def _spread(v: dict | None) -> str:
     return "-" if v is None else f"{v['p10_ms']:.1f}–{v['p90_ms']:.1f}"
 
 
+def _holdout(report: dict) -> dict:
+    """Holdout scores by variant key; empty when the data had no untouched holdout."""
+    return (report.get("holdout") or {}).get("scores", {})
+
+
 def _variants(report: dict) -> list[Variant]:
     ev, lat = report["evaluation"], report["latency"]["results"]
-    present = set(lat) | {k for split in ev.values() for k in split}
+    present = set(lat) | {k for split in ev.values() for k in split} | set(_holdout(report))
     return [v for v in VARIANTS if v.key in present]
 
 
@@ -31,30 +37,39 @@ def _speedup(lat: dict, k: str) -> str:
     return f"{base / lat[k]['median_ms']:.2f}x" if base and k in lat else "-"
 
 
-SUMMARY_COLUMNS = ("variant", "val mIoU", "test mIoU", "latency ms", "p10–p90", "vs torch", "model alone ms",
+SUMMARY_COLUMNS = ("variant", "val mIoU", "holdout mIoU", "latency ms", "p10–p90", "vs torch", "model alone ms",
                    "model vs torch")
 
 
 def summary_rows(report: dict) -> list[tuple[str, ...]]:
-    """Per variant: val and test mIoU; end-to-end predict() latency (median, p10–p90, speed-up vs
-    torch fp32); the model alone (preprocessed input → logits) and its speed-up."""
-    ev, lat = report["evaluation"], report["latency"]["results"]
+    """Per variant: mIoU on the selection split (val) and on the untouched holdout; end-to-end
+    predict() latency (median, p10–p90, speed-up vs torch fp32); the model alone (preprocessed
+    input → logits) and its speed-up."""
+    ev, lat, held = report["evaluation"], report["latency"]["results"], _holdout(report)
     alone = report["latency"].get("model_only", {})  # absent in reports written before it was measured
     rows = []
     for v in _variants(report):
         k = v.key
         val = ev["val"].get(k, {}).get("miou")
-        test = ev.get("test", {}).get(k, {}).get("miou")
-        rows.append((v.label, _f(val), _f(test), _ms(lat.get(k)), _spread(lat.get(k)), _speedup(lat, k),
-                     _ms(alone.get(k)), _speedup(alone, k)))
+        rows.append((v.label, _f(val), _f(held.get(k, {}).get("miou")), _ms(lat.get(k)), _spread(lat.get(k)),
+                     _speedup(lat, k), _ms(alone.get(k)), _speedup(alone, k)))
     return rows
+
+
+def split_line(report: dict) -> str:
+    """Which images selected and which were held out, in one sentence."""
+    d, h = report["data_split"], report.get("holdout")
+    held = (f"untouched holdout: {h['source']} ({h['images']} images), scored once by each shipped variant "
+            "after every decision" if h else "no untouched holdout")
+    return (f"Trained on {d['train_images']} train images; selection split (val: trials, TTA, INT8, default) "
+            f"{d['selection']}, {d['selection_images']} images; {held}.")
 
 
 def report_table(report: dict) -> Table:
     lat = report["latency"]
     t = Table(title=f"final: {report['study']} — default {report['default_predictor']['variant']}",
               caption=f"batch 1, threads {lat['threads']}, {lat['cpu']}, median of {lat['runs']} runs, "
-                      f"image {lat['image_size'][1]}x{lat['image_size'][0]}")
+                      f"image {lat['image_size'][1]}x{lat['image_size'][0]}\n{escape(split_line(report))}")
     for col in SUMMARY_COLUMNS:
         t.add_column(col, justify="left" if col == "variant" else "right")
     for row in summary_rows(report):
@@ -68,6 +83,24 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
+def _per_class(classes: list[str], scores: dict) -> list[str]:
+    keys = [v for v in VARIANTS if v.key in scores]
+    return _table(["class", *(v.label for v in keys)],
+                  [[c, *(_f(scores[v.key]["per_class_iou"].get(c)) for v in keys)] for c in classes]
+                  + [["**mIoU**", *(f"**{scores[v.key]['miou']:.4f}**" for v in keys)]])
+
+
+def _holdout_section(report: dict) -> list[str]:
+    h = report.get("holdout")
+    if not h:
+        return []
+    return ["## Untouched holdout", "",
+            f"**{h['what'][0].upper()}{h['what'][1:]}.** {h['source']} ({h['images']} images) was read only after "
+            "the TTA, INT8 and default decisions were taken, on the selection split. No choice depends on "
+            "these scores, so they estimate what the shipped model does on data it has not seen.", "",
+            *_per_class(report["classes"], h["scores"]), ""]
+
+
 def render_markdown(report: dict) -> str:
     s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
     d = report["default_predictor"]
@@ -75,8 +108,8 @@ def render_markdown(report: dict) -> str:
              f"Created {report['created']}. Bundle default: **{d['variant']}** "
              f"(`load_bundle(path)`; backend `{d['backend']}`, precision `{d['precision']}`, TTA {d['tta']}).", ""]
 
-    lines += ["## Summary", ""]
-    lines += _table(["variant", "val mIoU", "test mIoU", "predict() ms (median)", "p10–p90 ms", "vs torch fp32",
+    lines += ["## Summary", "", split_line(report), ""]
+    lines += _table(["variant", "val mIoU", "holdout mIoU", "predict() ms (median)", "p10–p90 ms", "vs torch fp32",
                      "model alone ms", "model vs torch fp32"], [list(row) for row in summary_rows(report)])
     lines += ["", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
                   f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
@@ -85,13 +118,11 @@ def render_markdown(report: dict) -> str:
     if report.get("figure"):
         lines += [f"![retrain curve; val mIoU against latency per variant]({report['figure']})", ""]
 
-    lines += ["## Per-class IoU (val)", ""]
-    val = report["evaluation"]["val"]
-    keys = [v for v in VARIANTS if v.key in val]
-    lines += _table(["class", *(v.label for v in keys)],
-                    [[c, *(_f(val[v.key]["per_class_iou"].get(c)) for v in keys)] for c in report["classes"]]
-                    + [["**mIoU**", *(f"**{val[v.key]['miou']:.4f}**" for v in keys)]])
+    lines += ["## Per-class IoU (val, the selection split)", ""]
+    lines += _per_class(report["classes"], report["evaluation"]["val"])
     lines.append("")
+
+    lines += _holdout_section(report)
 
     lines += ["## Test-time augmentation", ""]
     if not tta["evaluated"]:

@@ -17,9 +17,10 @@ log = logging.getLogger(__name__)
 
 
 def trainval_split(data: Dataset) -> Split:
+    """Train and the selection split, once every decision is taken; never the holdout."""
     tr, va = data.train, data.val
     return Split("trainval", [f"train/{s}" for s in tr.stems] + [f"val/{s}" for s in va.stems],
-                 tr.images + va.images, tr.masks + va.masks)
+                 tr.images + va.images, tr.masks + va.masks, tr.shapes + va.shapes)
 
 
 def eval_epochs(epochs: int, points: int) -> set[int]:
@@ -64,22 +65,35 @@ def history_rows(history: list[EpochResult]) -> list[dict]:
 
 
 def save_retrained(run_dir: Path, cfg: TrialConfig, trained: Retrained, *, train_on_trainval: bool,
-                   trial_number: int) -> Path:
+                   trial_number: int, data_split: dict | None = None) -> Path:
     """Keep the retrained weights (``runs/<study>/final_model``) before the later steps run, so a
-    failure there does not cost the retrain: ``automl final --reuse-model`` picks them up."""
+    failure there does not cost the retrain: ``automl final --reuse-model`` picks them up.
+    ``data_split``: the data's split record (:func:`automl.data.split.split_record`)."""
     return save_model(trained.model, cfg, Path(run_dir) / FINAL_MODEL_DIR, extra={
         "stage": "final_retrain", "train_on_trainval": train_on_trainval, "trial_number": trial_number,
-        "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device})
+        "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device,
+        "data_split": data_split})
 
 
-def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool) -> Retrained | None:
-    """The kept retrained model if it was trained from exactly ``cfg`` on the same split, else None."""
+def _same_split(saved: dict | None, now: dict | None) -> bool:
+    if now is None:  # the caller does not know the split: config and train_on_trainval decide
+        return True
+    if saved is None:  # kept before splits were recorded: trained without a carved split
+        return now.get("val_fraction") is None
+    return saved == now
+
+
+def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool,
+                   data_split: dict | None = None) -> Retrained | None:
+    """The kept retrained model if it was trained from exactly ``cfg`` on the same split (the
+    data's split record, when given), else None."""
     folder = Path(run_dir) / FINAL_MODEL_DIR
     if not (folder / TRIAL_CONFIG_FILE).is_file():
         log.info("no retrained model to reuse in %s", folder)
         return None
     model, saved, info = load_model(folder)
-    if saved != cfg or info.get("train_on_trainval") != train_on_trainval:
+    if saved != cfg or info.get("train_on_trainval") != train_on_trainval or \
+            not _same_split(info.get("data_split"), data_split):
         log.info("not reusing %s: it was trained from another config or split", folder)
         return None
     return Retrained(model, list(info.get("history", [])), float(info.get("wall_s", 0.0)),
