@@ -63,6 +63,8 @@ def _print_status(console: Console, st, url: str, staged: bool) -> None:
         table.add_row("run budget", f"{_hms(r.get('budget_s'))}: search {_hms(r.get('search_s'))}, final "
                                     f"{r.get('final_epochs', '-')} epochs of trial #{r.get('final_trial', '-')} "
                                     f"({_hms(r.get('final_s'))}), state {r.get('state', '-')}")
+    for label, text in st.data:
+        table.add_row(label, markup_safe(text))
     for retry, original in st.retries:
         table.add_row("retry", f"#{retry} retries #{original}")
     for number, reason in st.recent_failures:

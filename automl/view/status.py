@@ -26,6 +26,7 @@ class StudyStatus:
     recent_failures: list[tuple[int, str]] = field(default_factory=list)
     retries: list[tuple[int, int]] = field(default_factory=list)  # (retry, original)
     run: dict = field(default_factory=dict)  # `automl run` bookkeeping: where the budget went
+    data: list[tuple[str, str]] = field(default_factory=list)  # (label, text): the split, the holdout score
 
 
 def study_status(study: optuna.Study, sf: StudyFile, target: int, timeout_s: float | None) -> StudyStatus:
@@ -59,4 +60,24 @@ def study_status(study: optuna.Study, sf: StudyFile, target: int, timeout_s: flo
     retries = [(t.number, t.system_attrs["failed_trial"]) for t in trials if "failed_trial" in t.system_attrs]
     run = {k[4:]: v for k, v in study.user_attrs.items() if k.startswith("run_")}
     return StudyStatus(study.study_name, b, counts, best_number, best_value, summary, median, len(workers),
-                       eta, failures[-5:], retries, run)
+                       eta, failures[-5:], retries, run, data_lines(study.user_attrs))
+
+
+def data_lines(attrs: dict) -> list[tuple[str, str]]:
+    """What the study selected on, and the shipped model's one score on the untouched holdout."""
+    from automl.bundle.variants import VARIANTS
+
+    out = []
+    split = attrs.get("data_split")
+    if split:
+        out.append(("data split", f"{split['train_images']} train, {split['selection_images']} selection: "
+                                  f"{split['selection']}"))
+    final = attrs.get("final") or {}
+    if "holdout" in final:
+        default = next((v for v in VARIANTS if v.label == final.get("default")), None)
+        score = None if default is None else final.get(f"holdout_miou_{default.key}")
+        shown = "-" if score is None else f"{score:.4f}"
+        out.append(("untouched holdout", f"{final['holdout']} ({final['holdout_images']} images): mIoU {shown} "
+                                         f"({final.get('default')}, the bundle's default); scored once, after "
+                                         "every decision"))
+    return out
