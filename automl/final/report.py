@@ -108,10 +108,10 @@ def render_markdown(report: dict) -> str:
              f"Created {report['created']}. Bundle default: **{d['variant']}** "
              f"(`load_bundle(path)`; backend `{d['backend']}`, precision `{d['precision']}`, TTA {d['tta']}).", ""]
 
-    lines += ["## Summary", "", split_line(report), ""]
+    lines += ["## Summary", ""]
     lines += _table(["variant", "val mIoU", "holdout mIoU", "predict() ms (median)", "p10–p90 ms", "vs torch fp32",
                      "model alone ms", "model vs torch fp32"], [list(row) for row in summary_rows(report)])
-    lines += ["", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
+    lines += ["", split_line(report), "", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
                   f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
                   f"{lat['warmup']} warm-up runs. \"Model alone\": the same predictor's "
                   "model on an already preprocessed input, logits out (no TTA, no argmax).", ""]
