@@ -170,6 +170,7 @@ def test_best_weights_that_could_not_be_saved_are_never_claimed(tiny_study, runs
         cfg = space.sample(trial, data=spec, epochs=1, seed=0)
         hook(trial, cfg, FitResult(model=_model()), value)
         study.tell(trial, value)
+        hook.promote(storage)  # as the search does once the trial is told
         return trial.number
 
     finish(0.5)                      # saved
