@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from automl.config import load_study_file
 from automl.study.runner import final_study, prepare, run_all, run_search, setup_study
 from automl.study.selection import pareto_front, select_trial
+from automl.view.dashboard_hooks import morning_view
 from tests.conftest import TINY_SPACE
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -91,7 +92,9 @@ def test_pareto_mode_returns_a_non_dominated_set(tiny_study, runs_root):
     for restart in (False, True):
         if restart:  # resume with a larger total: still a front, still no pruning
             sf = sf.model_copy(update={"budget": sf.budget.model_copy(update={"n_trials": 5})})
-            study = run_all(prepare(sf))
+            prep = prepare(sf)
+            view = morning_view(prep)  # as the CLI hands it to the search
+            study = run_all(prep, callbacks=view.callbacks, completed_hooks=view.completed_hooks)
         done = study.get_trials(states=(TrialState.COMPLETE,))
         assert len(done) == len(study.get_trials()) == (5 if restart else 4)  # nothing pruned
         front = study.best_trials
