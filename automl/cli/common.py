@@ -15,6 +15,9 @@ from automl.terminal import markup_safe
 if TYPE_CHECKING:
     import optuna
 
+    from automl.study.runner import Prepared
+    from automl.view.progress import LiveView
+
 
 def add_study_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study file (studies/*.yaml)")
@@ -64,3 +67,15 @@ def open_latest_study(args: argparse.Namespace, console: Console, *, stage: str 
         console.print(f"no study named {markup_safe(name)} in {markup_safe(mask_url(url))} yet: run `automl search "
                       f"{markup_safe(args.study)}`", highlight=False)
         return None
+
+
+def search_view(prep: Prepared, console: Console, **setup_kwargs) -> LiveView:
+    """The live console view of a search that is about to start: its first study (the first
+    stage's, if staged) is opened and its first trial enqueued (``setup_kwargs``: see
+    ``setup_study``)."""
+    from automl.study.runner import setup_study
+    from automl.view.progress import LiveView
+
+    sf = prep.sf
+    first = setup_study(prep, stage_index=0 if sf.stages else None, **setup_kwargs)
+    return LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console)

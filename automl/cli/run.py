@@ -6,17 +6,16 @@ import argparse
 
 from rich.console import Console
 
-from automl.cli.common import add_study_args, load_study
+from automl.cli.common import add_study_args, load_study, search_view
 from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from automl.config import parse_duration
     from automl.overnight import BudgetPlan, run_overnight
-    from automl.study.runner import prepare, setup_study
+    from automl.study.runner import prepare
     from automl.study.workers import worker_count
     from automl.view.dashboard_hooks import morning_view
-    from automl.view.progress import LiveView
 
     total = parse_duration(args.budget)
     sf = load_study(args)
@@ -26,8 +25,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]{sf.name}[/]: budget {total / 60:.0f} min — search up to {plan.search_s / 60:.0f} min "
                   f"in {n_workers} worker(s), then the final retrain with what is left (less "
                   f"{plan.reserve_s / 60:.1f} min for export, TTA and INT8)")
-    first = setup_study(prep, stage_index=0 if sf.stages else None)
-    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+    with search_view(prep, console) as view:
         search = _pool_search(args, view, prep, n_workers, total) if n_workers > 1 else None
         dashboard = morning_view(prep)
         result = run_overnight(prep, total, on_study=view.follow, events=view, callbacks=[view, *dashboard.callbacks],

@@ -6,15 +6,14 @@ import argparse
 
 from rich.console import Console
 
-from automl.cli.common import add_study_args, load_study
+from automl.cli.common import add_study_args, load_study, search_view
 from automl.cli.worker import add_pool_args, add_run_args, forwarded_run_args
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:
-    from automl.study.runner import final_study, prepare, run_all, setup_study
+    from automl.study.runner import final_study, prepare, run_all
     from automl.study.workers import WorkerPool, follow_pool, worker_commands, worker_count
     from automl.view.dashboard_hooks import morning_view
-    from automl.view.progress import LiveView
     from automl.view.summary import print_summary
 
     sf = load_study(args)
@@ -23,8 +22,7 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
     console.print(f"[bold]{sf.name}[/]: {len(prep.data.train)} train / {len(prep.data.val)} val images, "
                   f"input {prep.input_size[1]}x{prep.input_size[0]}, {len(prep.space.pairs)} model pairs, "
                   f"device {prep.runtime.device}, {n_workers} worker(s)")
-    first = setup_study(prep, stage_index=0 if sf.stages else None)
-    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+    with search_view(prep, console) as view:
         if n_workers > 1:
             follow_pool(view, WorkerPool(worker_commands(args.study, n_workers, extra_args=forwarded_run_args(args)),
                                          sf.run_dir / "logs"), sf, prep.storage_url)

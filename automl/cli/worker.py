@@ -12,14 +12,13 @@ import argparse
 import torch
 from rich.console import Console
 
-from automl.cli.common import add_study_args, load_study
+from automl.cli.common import add_study_args, load_study, search_view
 
 
 def cmd_worker(args: argparse.Namespace, console: Console) -> int:
-    from automl.study.runner import prepare, run_all, setup_study
+    from automl.study.runner import prepare, run_all
     from automl.study.storage import mask_url
     from automl.view.dashboard_hooks import morning_view
-    from automl.view.progress import LiveView
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -39,9 +38,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     if prep.storage_url.startswith("journal://"):
         console.print("[yellow]note:[/] a journal file has no heartbeat: if a worker on another machine dies, "
                       "its trial stays RUNNING; across machines use PostgreSQL or MySQL", highlight=False)
-    first = setup_study(prep, worker_index=args.worker_index, enqueue_baseline=False,
-                        stage_index=0 if sf.stages else None)
-    with LiveView(first, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials, console) as view:
+    with search_view(prep, console, worker_index=args.worker_index, enqueue_baseline=False) as view:
         dashboard = morning_view(prep)
         run_all(prep, worker_index=args.worker_index, enqueue_baseline=False, on_study=view.follow, events=view,
                 callbacks=[view, *dashboard.callbacks], completed_hooks=dashboard.completed_hooks, **limits)

@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -142,20 +143,13 @@ class SearchSpace(_Section):
     # Each sets some or all parameters; the sampler fills in the rest.
     portfolio: list[dict[str, Any]] = Field(default_factory=list)
 
-    @field_validator("optimizer")
+    @field_validator("optimizer", "schedule")
     @classmethod
-    def _optimizers(cls, v: dict) -> dict:
-        bad = sorted(set(v) - set(registry.OPTIMIZERS))
+    def _known_branches(cls, v: dict, info: ValidationInfo) -> dict:
+        valid = {"optimizer": registry.OPTIMIZERS, "schedule": registry.SCHEDULES}[info.field_name]
+        bad = sorted(set(v) - set(valid))
         if bad:
-            raise ValueError(f"unknown optimizer {bad}; valid: {', '.join(registry.OPTIMIZERS)}")
-        return v
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedules(cls, v: dict) -> dict:
-        bad = sorted(set(v) - set(registry.SCHEDULES))
-        if bad:
-            raise ValueError(f"unknown schedule {bad}; valid: {', '.join(registry.SCHEDULES)}")
+            raise ValueError(f"unknown {info.field_name} {bad}; valid: {', '.join(valid)}")
         return v
 
     @field_validator("batch_size")
