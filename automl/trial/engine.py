@@ -20,6 +20,7 @@ from torch import nn
 from automl.data.folder import Dataset, Split
 from automl.data.loader import Normalizer, eval_batches, train_loader
 from automl.trial.augment import train_transform
+from automl.trial.length import Length
 from automl.trial.losses import Criterion, task_criterion
 from automl.trial.metrics import ConfusionMatrix, mean_iou, per_class_iou
 from automl.trial.model import build_model
@@ -90,13 +91,22 @@ class EpochResult:
     full_val: bool
     seconds: float
     lr: float = float("nan")  # the learning rate at the end of the epoch
+    step: int | None = None  # the pruner step this score is reported at (None: not reported)
 
 
 @dataclass
 class TimeStats:
+    """Where a run's time went, fixed costs apart from per-epoch ones: `automl run` prices a final
+    epoch at the steady epoch's training time, and the final's fixed costs separately."""
+
     compute_s: float = 0.0  # forward + backward + optimizer step
     train_s: float = 0.0    # whole training epochs (compute + data + transfers)
     eval_s: float = 0.0
+    setup_s: float = 0.0    # model build, loader, optimizer: before the first epoch
+    epoch_train_s: list[float] = field(default_factory=list)  # each epoch's training, scored or not
+    eval_full_s: list[float] = field(default_factory=list)    # each val pass on all of val
+    eval_subset_s: list[float] = field(default_factory=list)  # each pass on the val subset
+    hooks_s: float = 0.0    # the search's completed hooks (best weights, predictions)
 
 
 @dataclass
@@ -104,6 +114,7 @@ class FitResult:
     model: nn.Module
     history: list[EpochResult] = field(default_factory=list)
     times: TimeStats = field(default_factory=TimeStats)
+    epochs: int = 0  # trained, which a re-planned Length may have changed
 
 
 def seed_everything(seed: int) -> None:
@@ -149,11 +160,16 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         train_split: Split | None = None,
         eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int | None = None,
         deadline: float | None = None, times: TimeStats | None = None,
-        eval_epochs: Collection[int] | None = None, criterion: Criterion | None = None) -> FitResult:
+        eval_epochs: Collection[int] | None = None, criterion: Criterion | None = None,
+        length: Length | None = None) -> FitResult:
     """Train ``cfg.epochs`` epochs; evaluate val mIoU after each epoch in ``eval_epochs`` (default
     every epoch) on the val subset, and after the last one on the full val split.
 
+    ``length`` replaces both (and ``cfg.schedule_span``): how long to train and which epochs to
+    score, possibly re-planned from measured time (:mod:`automl.trial.length`).
+
     Each step minimises ``criterion`` (default: the task loss cfg.loss describes)."""
+    t_setup = time.perf_counter()
     seed_everything(cfg.seed)
     train_split = train_split or data.train
     model = build_model(cfg.model, cfg.data.num_classes).to(runtime.device)
@@ -165,14 +181,22 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
                           batch_size=cfg.batch_size, seed=cfg.seed, num_workers=loader_workers(num_workers, runtime),
                           pin_memory=runtime.device.type == "cuda")
     optimizer = build_optimizer(model.parameters(), cfg.optimizer)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.schedule_span * len(loader))
+    length = length or Length(cfg.epochs, cfg.schedule_span, eval_epochs)
+    length.start(len(loader))
+    scheduler = build_scheduler(optimizer, cfg.schedule, length.span)
     scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
     normalize = Normalizer(cfg.data.mean, cfg.data.std, runtime.device, runtime.channels_last)
     val_all = list(range(len(data.val)))
     val_subset = subset_indices(len(data.val), eval_subset)
     result = FitResult(model, times=times if times is not None else TimeStats())
+    ts = result.times
+    # a retried fit (out of memory) measures its own epochs; the totals stay the trial's
+    ts.epoch_train_s, ts.eval_full_s, ts.eval_subset_s = [], [], []
+    ts.setup_s += time.perf_counter() - t_setup
 
-    for epoch in range(1, cfg.epochs + 1):
+    epoch = 0
+    while epoch < length.epochs:
+        epoch += 1
         t_epoch = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=runtime.device)
@@ -191,7 +215,7 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
             scaler.update()
             scheduler.step()
             runtime.timing_barrier()
-            result.times.compute_s += time.perf_counter() - t0
+            ts.compute_s += time.perf_counter() - t0
             loss_sum += loss.detach()
             steps += 1
             if steps % 25 == 0 and not torch.isfinite(loss_sum):
@@ -200,15 +224,21 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         if not np.isfinite(train_loss):
             raise NonFiniteLoss(f"loss is {train_loss} at epoch {epoch}")
         t_eval = time.perf_counter()
-        result.times.train_s += t_eval - t_epoch
-        full = epoch == cfg.epochs
-        if not full and eval_epochs is not None and epoch not in eval_epochs:
+        ts.train_s += t_eval - t_epoch
+        ts.epoch_train_s.append(t_eval - t_epoch)
+        result.epochs = epoch
+        length.after_epoch(epoch, ts.epoch_train_s)
+        full = epoch >= length.epochs
+        if not full and not length.scored(epoch, ts.epoch_train_s):
             continue  # nobody reads this epoch's score: skip the evaluation
         cm = confusion_on(model, data.val, val_all if full else val_subset, cfg, runtime, normalize, eval_batch_size)
-        result.times.eval_s += time.perf_counter() - t_eval
+        pass_s = time.perf_counter() - t_eval
+        ts.eval_s += pass_s
+        (ts.eval_full_s if full or len(val_subset) == len(val_all) else ts.eval_subset_s).append(pass_s)
         iou = per_class_iou(cm)
         res = EpochResult(epoch, train_loss, mean_iou(cm), [None if np.isnan(v) else float(v) for v in iou],
-                          full, time.perf_counter() - t_epoch, optimizer.param_groups[0]["lr"])
+                          full, time.perf_counter() - t_epoch, optimizer.param_groups[0]["lr"],
+                          length.step(epoch, ts.epoch_train_s, full))
         result.history.append(res)
         if on_epoch is not None:
             on_epoch(res)

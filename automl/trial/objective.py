@@ -3,7 +3,9 @@
 Everything a later stage or the dashboard needs is stored on the trial's user_attrs:
 ``config`` (the resolved TrialConfig), ``seed``, ``params_m``, ``latency_ms``,
 ``miou_per_class``, ``epoch_times_s``, ``epochs_run``, ``stop_reason``, ``compute_s``,
-``wall_s``, ``peak_mem_mb``. They are written when the trial starts and when it ends (one storage
+``wall_s``, ``peak_mem_mb``, and where the time went, fixed costs apart from per-epoch ones
+(``setup_s``, ``epoch_train_s``, ``eval_full_s``/``eval_subset_s`` per pass, ``measure_s``,
+``hooks_s``): `automl run` prices the final from them. They are written when the trial starts and when it ends (one storage
 write each: Optuna has no multi-attribute write), never per epoch, where the only write is the
 ``trial.report`` of a scored epoch.
 """
@@ -35,6 +37,7 @@ from automl.trial.engine import (
     fit,
 )
 from automl.trial.latency import LatencyCache, measure_model
+from automl.trial.length import EqualTime, Length, steady_epoch_s
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
 from automl.trial_config import DataSpec, TrialConfig
@@ -44,6 +47,11 @@ log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 INTERRUPTED = "failed: interrupted (retried on resume)"
 SURPLUS = "surplus: other workers already reached the study total"
+
+
+# The study attr holding the reference epoch time of equal-time trials: the steady training epoch
+# of the study's first trial (the baseline, or a stage's start), in seconds.
+REF_ATTR = "ref_epoch_s"
 
 
 class SurplusTrial(RuntimeError):
@@ -71,6 +79,9 @@ class TrialSettings:
     eval_epochs: frozenset[int] | None = None
     # The LR schedule's span (None: `epochs`); see budget.trial_schedule_epochs.
     schedule_epochs: int | None = None
+    # Equal-time trials (budget.equal: time): `epochs` and `schedule_epochs` are counted in the
+    # baseline's epochs (REF_ATTR on the study), each trial converts them to its own epochs.
+    equal_time: bool = False
 
     @property
     def prune(self) -> bool:
@@ -83,6 +94,17 @@ def trial_seed(trial: optuna.Trial, base_seed: int) -> int:
     # same system attr ("failed_trial": the first failed trial's number) from a live Trial.
     original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
     return base_seed * 100_003 + (trial.number if original is None else original)
+
+
+def time_attrs(times: TimeStats) -> dict:
+    """Fixed costs apart from per-epoch ones: each epoch's training and one val pass of each kind."""
+    def mean(xs: list[float]) -> float | None:
+        return round(sum(xs) / len(xs), 4) if xs else None
+
+    return {"setup_s": round(times.setup_s, 3), "epoch_train_s": [round(x, 4) for x in times.epoch_train_s],
+            "eval_full_s": mean(times.eval_full_s), "eval_subset_s": mean(times.eval_subset_s),
+            "eval_passes": {"full": len(times.eval_full_s), "subset": len(times.eval_subset_s)},
+            "hooks_s": round(times.hooks_s, 3)}
 
 
 def peak_memory_mb(runtime: Runtime) -> float:
@@ -102,6 +124,7 @@ class Objective:
         self.events = events or TrialEvents()
         self.completed_hooks = list(completed_hooks or [])
         self.latency_cache = latency_cache or LatencyCache(None)
+        self.length: Length | None = None  # the running trial's (one trial at a time per Objective)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         t_start = time.monotonic()
@@ -114,6 +137,7 @@ class Objective:
         self.on_owned()
         history: list[EpochResult] = []
         times = TimeStats()
+        self.length = None
         attrs: dict = {}
         # Whatever ends the trial before a reason is known is an interruption: a signal (let in
         # only now, inside this try) or any other BaseException. Surplus check, sampling, the
@@ -158,7 +182,9 @@ class Objective:
         faults.point("sampled")
         if self.runtime.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.runtime.device)
+        t_measure = time.perf_counter()
         attrs.update({"config": cfg.to_dict(), "seed": cfg.seed, **self._measure(cfg)})
+        attrs["measure_s"] = round(time.perf_counter() - t_measure, 3)
         faults.point("measured")
         original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
         if original is not None:
@@ -169,24 +195,28 @@ class Objective:
 
         def on_epoch(res: EpochResult) -> None:
             history.append(res)
-            self.events.epoch_done(trial.number, res, cfg.epochs)
+            self.events.epoch_done(trial.number, res, self.length.epochs)
             faults.point("epoch")
-            if s.prune:
-                trial.report(res.miou, res.epoch)
-                if res.epoch < cfg.epochs and trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {res.epoch} (val mIoU {res.miou:.4f})")
+            if s.prune and res.step is not None:
+                trial.report(res.miou, res.step)
+                if not res.full_val and trial.should_prune():
+                    where = f"epoch {res.epoch}" + (f" (reference epoch {res.step})" if res.step != res.epoch else "")
+                    raise optuna.TrialPruned(f"pruned at {where} (val mIoU {res.miou:.4f})")
 
         self._enforce_constraints(trial, attrs)
+        self.length = self._length(trial, cfg)
         with time_limit(s.time_limit_s):
             result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
         value = history[-1].miou
         faults.point("trained")
+        t_hooks = time.perf_counter()
         for hook in self.completed_hooks:
             try:
                 hook(trial, cfg, result, value)
             except Exception as exc:  # noqa: BLE001 - a side output must not fail a trained trial
                 log.warning("trial %d: %s failed: %s: %s", trial.number, type(hook).__name__,
                             type(exc).__name__, exc)
+        times.hooks_s = time.perf_counter() - t_hooks
         faults.point("hooks_done")
         if not s.prune:
             measured = {"val_miou": value, "latency_ms": attrs["latency_ms"], "params_m": attrs["params_m"]}
@@ -217,15 +247,33 @@ class Objective:
         if over:
             raise optuna.TrialPruned("infeasible before training: " + ", ".join(over))
 
+    def _length(self, trial: optuna.Trial, cfg: TrialConfig) -> Length:
+        """Equal epochs, or (budget.equal: time) equal training time in the reference's epochs. The
+        study's first trial (enqueued with a "baseline" attr) is the reference: it trains its epochs
+        and measures the reference epoch for the others."""
+        s = self.settings
+        if not s.equal_time or "baseline" in trial.user_attrs:
+            return Length(cfg.epochs, cfg.schedule_span, s.eval_epochs)
+
+        def lookup() -> float | None:
+            try:
+                return trial.study.user_attrs.get(REF_ATTR)
+            except Exception:  # noqa: BLE001 - storage unreachable for a moment: ask again later
+                return None
+
+        return EqualTime(cfg.epochs, cfg.schedule_span, s.eval_epochs, lookup(), lookup)
+
     def _fit_with_oom_retry(self, trial, cfg, on_epoch, times, history, t_start):
         """Out of memory before the first report: retry once at half the batch size."""
         s = self.settings
         deadline = t_start + s.time_limit_s if s.time_limit_s else None
         for attempt in (0, 1):
             try:
+                if attempt:  # the same plan, measured afresh
+                    self.length = self._length(trial, cfg)
                 result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
                              eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
-                             times=times, eval_epochs=s.eval_epochs)
+                             times=times, length=self.length)
                 return result, cfg
             except (torch.OutOfMemoryError, MemoryError):
                 if attempt == 1 or history or cfg.batch_size < 2:
@@ -258,7 +306,17 @@ class Objective:
             "peak_mem_mb": round(peak_memory_mb(self.runtime), 1),
             "compute_s": round(times.compute_s, 3), "train_s": round(times.train_s, 3),
             "eval_s": round(times.eval_s, 3),
+            **time_attrs(times),
         }
+        length = self.length
+        if isinstance(length, EqualTime) and length.timed:
+            # the trial's own epochs for its share of time: a rerun trains this config
+            cfg = TrialConfig.from_dict(trial.user_attrs["config"])
+            final["config"] = cfg.with_changes(epochs=length.epochs, schedule_epochs=length.schedule_epochs).to_dict()
+            final["equal_time"] = {"ref_epoch_s": round(length.ref_s, 4), "epochs": length.epochs,
+                                   "schedule_epochs": length.schedule_epochs, "ref_epochs": length.ref_epochs}
+        if length is not None and self.settings.equal_time and "baseline" in trial.user_attrs:
+            self._set_reference(trial, times)
         if history:
             final["miou_per_class"] = dict(zip(self.data_spec.classes, history[-1].per_class_iou))
         for k, v in final.items():
@@ -270,6 +328,18 @@ class Objective:
         gc.collect()
         if self.runtime.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    @staticmethod
+    def _set_reference(trial: optuna.Trial, times: TimeStats) -> None:
+        """The study's first trial measures the epoch every equal-time trial is counted in."""
+        ref = steady_epoch_s(times.epoch_train_s)
+        if ref is None:
+            return
+        try:
+            if trial.study.user_attrs.get(REF_ATTR) is None:
+                trial.study.set_user_attr(REF_ATTR, round(ref, 4))
+        except Exception:  # noqa: BLE001 - storage gone; a later reference trial (its retry) sets it
+            log.warning("could not record the reference epoch time for trial %d", trial.number)
 
     def _measure(self, cfg: TrialConfig) -> dict:
         """Parameter count and batch-1 latency at the study's input size, before training (cached)."""
