@@ -41,6 +41,7 @@ from automl.final.report import render_markdown
 from automl.final.retrain import (
     FINAL_MODEL_DIR,
     Retrained,
+    TrainUntil,
     history_rows,
     load_retrained,
     retrain,
@@ -106,7 +107,8 @@ class _Scorer:
         return s
 
 
-def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset, reuse: bool) -> Retrained:
+def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset, reuse: bool,
+               until: TrainUntil | None = None) -> Retrained:
     fs = sf.final
     kept = load_retrained(sf.run_dir, cfg, fs.train_on_trainval, data.record) if reuse else None
     if kept is not None:
@@ -116,7 +118,7 @@ def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset
     runtime = Runtime.resolve(sf.device)
     fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.train_on_trainval,
                       eval_subset=sf.eval.subset, eval_points=fs.eval_points, eval_batch_size=sf.eval.batch_size,
-                      num_workers=sf.num_workers)
+                      num_workers=sf.num_workers, until=until)
     trained = Retrained(fit_res.model.cpu().eval(), history_rows(fit_res.history), time.monotonic() - t0,
                         str(runtime.device))
     save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number,
@@ -224,13 +226,15 @@ def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: in
 
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
-              trial_number: int | None = None, reuse_model: bool = False, data: Dataset | None = None) -> FinalResult:
+              trial_number: int | None = None, reuse_model: bool = False, data: Dataset | None = None,
+              until: TrainUntil | None = None) -> FinalResult:
     """Retrain the best (or the given) trial of the study and write the bundle.
 
     ``out`` defaults to ``runs/<study>/bundle``; ``epochs`` overrides ``final.epochs``;
     ``reuse_model`` skips the retrain when ``runs/<study>/final_model`` holds one of the same
     config and split (kept by every run, so a failure after the retrain costs no retrain);
-    ``data``: the dataset the search already decoded in this process (else it is loaded).
+    ``data``: the dataset the search already decoded in this process (else it is loaded);
+    ``until``: `automl run`'s time for the retrain, which re-plans ``epochs`` to fill it.
     """
     t_start = time.monotonic()
     clean_leftovers(sf.run_dir)  # what a killed final (or search) left behind
@@ -242,7 +246,9 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
         check_same_split(study.user_attrs[RECORD_ATTR], data.record, study.study_name)
     input_size = padded_size(data.max_size(), cfg.data.pad_divisor)
     notes = _split_notes(sf, data)
-    trained = _retrained(sf, cfg, trial.number, data, reuse_model)
+    trained = _retrained(sf, cfg, trial.number, data, reuse_model, until)
+    if trained.history:  # a retrain re-planned to its time trained another count
+        cfg = cfg.with_changes(epochs=trained.history[-1]["epoch"])
     faults.point("retrained")
     val = _Scorer(data.val, cfg)
     bundle_dir = Path(out) if out is not None else sf.run_dir / "bundle"

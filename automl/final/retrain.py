@@ -10,7 +10,8 @@ from torch import nn
 
 from automl.data.folder import Dataset, Split
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE, load_model, save_model
-from automl.trial.engine import EpochResult, FitResult, Runtime, fit
+from automl.trial.engine import EpochResult, FitResult, Runtime, TimeStats, fit
+from automl.trial.length import FinishBy, eval_epochs
 from automl.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -23,27 +24,42 @@ def trainval_split(data: Dataset) -> Split:
                  tr.images + va.images, tr.masks + va.masks, tr.shapes + va.shapes)
 
 
-def eval_epochs(epochs: int, points: int) -> set[int]:
-    """``points`` evenly spaced epochs ending with the last one."""
-    return {max(1, round(epochs * k / points)) for k in range(1, points + 1)}
+@dataclass(frozen=True)
+class TrainUntil:
+    """`automl run`'s final: training and its val passes end at ``finish_by`` (time.monotonic());
+    the retrain re-plans its epoch count after epoch 2 (:class:`automl.trial.length.FinishBy`).
+    The passes are priced from the selected trial until the retrain has measured its own."""
+
+    finish_by: float
+    subset_pass_s: float = 0.0
+    full_pass_s: float = 0.0
+    min_epochs: int = 1
 
 
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
             eval_subset: float = 1.0, eval_points: int = 4, eval_batch_size: int = 8,
-            num_workers: int = 0) -> FitResult:
+            num_workers: int = 0, until: TrainUntil | None = None) -> FitResult:
     """Train ``cfg`` from scratch; val scored at ``eval_points`` epochs (on a subset except the last
-    epoch), one log line each."""
+    epoch), one log line each. ``until``: re-plan ``cfg.epochs`` to end at that time."""
     split = trainval_split(data) if train_on_trainval else data.train
     log.info("final retrain: %s, %d epochs on %d %s images (seed %d)", cfg.summary(), cfg.epochs, len(split),
              split.name, cfg.seed)
 
+    times = TimeStats()
+    length = None
+    if until is not None:
+        length = FinishBy(cfg.epochs, until.finish_by, eval_points=eval_points, subset_pass_s=until.subset_pass_s,
+                          full_pass_s=until.full_pass_s, min_epochs=until.min_epochs,
+                          subset_passes=lambda: times.eval_subset_s)
+
     def on_epoch(res: EpochResult) -> None:
         scope = "val" if res.full_val else f"val subset {eval_subset:.0%}"
-        log.info("final epoch %d/%d: loss %.4f, %s mIoU %.4f (%.1f s)", res.epoch, cfg.epochs, res.train_loss,
+        total = cfg.epochs if length is None else length.epochs
+        log.info("final epoch %d/%d: loss %.4f, %s mIoU %.4f (%.1f s)", res.epoch, total, res.train_loss,
                  scope, res.miou, res.seconds)
 
     return fit(cfg, data, runtime, on_epoch=on_epoch, train_split=split, eval_subset=eval_subset,
-               eval_batch_size=eval_batch_size, num_workers=num_workers,
+               eval_batch_size=eval_batch_size, num_workers=num_workers, times=times, length=length,
                eval_epochs=eval_epochs(cfg.epochs, eval_points))
 
 
@@ -68,8 +84,12 @@ def save_retrained(run_dir: Path, cfg: TrialConfig, trained: Retrained, *, train
                    trial_number: int, data_split: dict | None = None) -> Path:
     """Keep the retrained weights (``runs/<study>/final_model``) before the later steps run, so a
     failure there does not cost the retrain: ``automl final --reuse-model`` picks them up.
-    ``data_split``: the data's split record (:func:`automl.data.split.split_record`)."""
-    return save_model(trained.model, cfg, Path(run_dir) / FINAL_MODEL_DIR, extra={
+    ``data_split``: the data's split record (:func:`automl.data.split.split_record`). ``cfg`` is
+    the planned config: a retrain re-planned to its budget is kept with the epochs it trained and
+    the plan it came from, so that a resumed run with the same plan reuses it."""
+    trained_epochs = trained.history[-1]["epoch"] if trained.history else cfg.epochs
+    return save_model(trained.model, cfg.with_changes(epochs=trained_epochs), Path(run_dir) / FINAL_MODEL_DIR, extra={
+        "planned_epochs": cfg.epochs,
         "stage": "final_retrain", "train_on_trainval": train_on_trainval, "trial_number": trial_number,
         "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device,
         "data_split": data_split})
@@ -92,6 +112,8 @@ def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool,
         log.info("no retrained model to reuse in %s", folder)
         return None
     model, saved, info = load_model(folder)
+    if info.get("planned_epochs") == cfg.epochs:
+        saved = saved.with_changes(epochs=cfg.epochs)  # re-planned from the same plan
     if saved != cfg or info.get("train_on_trainval") != train_on_trainval or \
             not _same_split(info.get("data_split"), data_split):
         log.info("not reusing %s: it was trained from another config or split", folder)
