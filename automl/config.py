@@ -99,6 +99,12 @@ class BudgetSection(_Section):
     # closer to longer training than short trials with their own schedule (benchmarks/README.md,
     # rank correlation). Off by default: the schedule spans trial_epochs.
     trial_schedule_epochs: int | None = Field(None, ge=1)
+    # How trials are compared. "epochs": each trains trial_epochs epochs. "time": each trains for
+    # the time the baseline takes for trial_epochs epochs (its schedule spanning
+    # trial_schedule_epochs of them), so a config 1.6x slower per epoch trains ~1.6x fewer epochs
+    # and is judged at equal training time, as the final retrain of `automl run` will train it.
+    # Unset: time under `automl run` (a model trained for a time), epochs under `automl search`.
+    equal: Literal["time", "epochs"] | None = None
 
     @model_validator(mode="after")
     def _schedule_span(self) -> BudgetSection:
@@ -202,7 +208,9 @@ class RunSection(_Section):
 
     search_fraction: float = Field(0.5, gt=0, lt=1, description="share of the budget for the search")
     # Kept for ONNX export, TTA and INT8 decisions and latency measurement after the retrain.
-    final_reserve: Duration = 120.0
+    # Unset: priced from the selected trial's val pass and latency, at least 20 s and at most a
+    # quarter of the budget (automl.overnight.reserve_seconds).
+    final_reserve: Duration | None = None
     # The search ends early (it starts no trial it cannot finish in time) so that the final retrain
     # of the current best gets at least this many epochs.
     min_final_epochs: int = Field(1, ge=1)

@@ -3,14 +3,25 @@
 The split is a stated rule (study file ``run:``): the search gets at most ``search_fraction`` of
 the budget, and only starts a trial it can finish within its share (less, so that the final
 retrain of the current best keeps ``min_final_epochs``); whatever it leaves goes to the final
-retrain, less ``final_reserve`` for export, TTA, INT8 and latency. The number of final epochs
-follows from that time and the selected trial's measured training time per epoch (plus
-``epoch_margin``), not from the trial length. Progress is kept in the final study's user_attrs
+retrain, less a reserve for export, TTA, INT8 and latency.
+
+Pricing keeps fixed costs apart from per-epoch ones, both measured on the selected trial: a final
+epoch costs the trial's steady epoch training time (the median past the first epoch; never a
+scored epoch's time, which includes its val pass), plus ``epoch_margin`` for the initial plan;
+the final's fixed costs are the trial's setup, its first epoch's warm-up and the final's val
+passes, each priced at the trial's pass of that kind; the reserve is priced from the trial's full
+val pass and latency, within [RESERVE_FLOOR_S, a quarter of the budget] (``run.final_reserve``
+fixes it instead). The final retrain then re-plans its epoch count from its own epochs after
+epoch 2, to end when its time is spent (:class:`automl.trial.length.FinishBy`).
+
+Under `automl run` trials are compared at equal training time (``budget.equal``, default time
+here; :class:`automl.trial.length.EqualTime`). Progress is kept in the final study's user_attrs
 (``run_state``: search → final → done), so a killed ``automl run`` resumes in the stage it was in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import statistics
@@ -28,20 +39,35 @@ from automl.study.runner import Prepared, final_study, run_all
 from automl.study.selection import select_trial
 from automl.study.stages import search_study_names
 from automl.study.storage import open_storage
+from automl.trial.length import steady_epoch_s
 
 log = logging.getLogger(__name__)
+
+RESERVE_FLOOR_S = 20.0
+# ONNX export and INT8 calibration, which no trial measures (a few seconds for the models here)
+EXPORT_S = 10.0
+LATENCY_WARMUP_RUNS = 5  # automl.final.pipeline.WARMUP_RUNS
+
+
+def for_run(sf: StudyFile) -> StudyFile:
+    """The study file as `automl run` searches it: trials at equal training time unless
+    ``budget.equal`` says otherwise (the goal is a model trained for a time, not for epochs)."""
+    if sf.budget.equal is not None:
+        return sf
+    return sf.model_copy(update={"budget": sf.budget.model_copy(update={"equal": "time"})})
 
 
 @dataclass(frozen=True)
 class BudgetPlan:
     total_s: float
     search_s: float
-    reserve_s: float
+    reserve_s: float | None  # None: priced from the selected trial (reserve_seconds)
     epoch_margin: float = 0.0  # a final epoch is priced at (1 + epoch_margin) × its measured time
 
     @classmethod
     def split(cls, total_s: float, sf: StudyFile) -> BudgetPlan:
-        return cls(total_s, total_s * sf.run.search_fraction, min(sf.run.final_reserve, 0.25 * total_s),
+        fixed = sf.run.final_reserve
+        return cls(total_s, total_s * sf.run.search_fraction, None if fixed is None else min(fixed, 0.25 * total_s),
                    sf.run.epoch_margin)
 
     def shortfall(self, sf: StudyFile) -> str | None:
@@ -49,37 +75,84 @@ class BudgetPlan:
         evaluation take about ``run.final_reserve`` whatever the budget (a 2-minute GPU run with
         full-size CamVid images overran it more than twice); a budget that caps the reserve at a
         quarter of itself leaves them too little."""
-        if self.reserve_s >= sf.run.final_reserve:
+        if self.reserve_s is None or self.reserve_s >= sf.run.final_reserve:
             return None
         return (f"a budget of {self.total_s / 60:.1f} min leaves {self.reserve_s:.0f} s for export, INT8 and "
                 f"evaluation after the retrain (run.final_reserve: {sf.run.final_reserve:.0f} s); expect the run "
                 f"to end past its budget. A budget of {4 * sf.run.final_reserve / 60:.0f} min or more avoids this.")
 
 
+def _train_scale(sf: StudyFile, n_train: int, n_val: int) -> float:
+    return (n_train + n_val) / n_train if sf.final.train_on_trainval else 1.0
+
+
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
-    """One training epoch of this config as the search measured it, evaluation excluded (the final
-    retrain scores val only ``final.eval_points`` times; see :func:`eval_seconds`)."""
+    """One steady training epoch of this config as the search measured it: the median epoch past
+    the warm-up, val passes and fixed costs excluded (see :func:`fixed_seconds`)."""
     attrs = trial.user_attrs
-    if attrs.get("train_s") and attrs.get("epochs_run"):
-        per_epoch = attrs["train_s"] / attrs["epochs_run"]
-    else:  # a trial recorded without the split: its scored epochs, evaluation included
-        per_epoch = statistics.median(attrs["epoch_times_s"])
-    if sf.final.train_on_trainval:
-        per_epoch *= (n_train + n_val) / n_train
-    return per_epoch
+    per_epoch = steady_epoch_s(attrs.get("epoch_train_s") or [])
+    if per_epoch is None and attrs.get("train_s") and attrs.get("epochs_run"):
+        per_epoch = attrs["train_s"] / attrs["epochs_run"]  # recorded before per-epoch times were
+    if per_epoch is None:  # nothing but the trial's wall time: an overestimate, never an underestimate
+        per_epoch = attrs.get("wall_s", 0.0) / max(1, attrs.get("epochs_run", 1))
+    return per_epoch * _train_scale(sf, n_train, n_val)
+
+
+def _passes(trial: FrozenTrial) -> tuple[float, float]:
+    """(subset, full) seconds of one val pass; a trial recorded before passes were told apart
+    prices both at its mean pass."""
+    attrs = trial.user_attrs
+    full, sub = attrs.get("eval_full_s"), attrs.get("eval_subset_s")
+    if full is None:
+        passes = len(attrs.get("epoch_times_s", ()))
+        full = attrs["eval_s"] / passes if passes and "eval_s" in attrs else 0.0
+    return (full if sub is None else sub), full
 
 
 def eval_seconds(trial: FrozenTrial, sf: StudyFile) -> float:
-    """The final retrain's val passes, each priced at the trial's mean pass (its subset passes and
-    its full one: a slight overestimate, as the final's passes are mostly on the subset)."""
+    """The final retrain's val passes: ``eval_points`` − 1 on the subset and the last on all of val,
+    each priced at the trial's pass of that kind."""
+    sub, full = _passes(trial)
+    return (sf.final.eval_points - 1) * sub + full
+
+
+def fixed_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
+    """What the final retrain costs whatever its length: setup (model, loader), the first epoch's
+    warm-up over a steady one, and its val passes."""
     attrs = trial.user_attrs
-    passes = len(attrs.get("epoch_times_s", ()))
-    return sf.final.eval_points * attrs["eval_s"] / passes if passes and "eval_s" in attrs else 0.0
+    warm = 0.0
+    if attrs.get("epoch_train_s"):
+        warm = max(0.0, attrs["epoch_train_s"][0] - steady_epoch_s(attrs["epoch_train_s"]))
+    return attrs.get("setup_s", 0.0) + warm * _train_scale(sf, n_train, n_val) + eval_seconds(trial, sf)
+
+
+def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0) -> float:
+    """The time after the retrain (scoring each variant on val and on the holdout, TTA, export,
+    INT8, latency), priced from the trial's full val pass and its batch-1 latency, within
+    [RESERVE_FLOOR_S, a quarter of the budget]; ``run.final_reserve`` fixes it instead."""
+    if plan.reserve_s is not None:
+        return plan.reserve_s
+    fs = sf.final
+    _, full = _passes(trial)
+    # the final predicts one image at a time: a pass costs at least n_val batch-1 latencies
+    per_image = max(full / max(1, n_val), trial.user_attrs.get("latency_ms", 0.0) / 1000)
+    views = len(fs.tta.scales) * (1 + fs.tta.hflip + fs.tta.vflip)
+    variants = 3 if fs.int8.enabled else 2  # torch fp32, ONNX fp32, ONNX INT8
+    tta = views if views > 1 else 0
+    val_images = n_val * (variants + (1 if fs.int8.enabled else 0) + tta * variants)  # + an INT8 fallback
+    holdout_images = n_holdout * variants * (1 + tta)
+    latency_calls = (fs.latency_runs + LATENCY_WARMUP_RUNS) * variants * (2 + tta)  # + model alone
+    calibration = fs.int8.calibration_images if fs.int8.enabled else 0
+    est = per_image * (val_images + holdout_images + latency_calls + calibration) + EXPORT_S
+    return min(max(RESERVE_FLOOR_S, est), 0.25 * plan.total_s)
 
 
 def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1,
-                 eval_s: float = 0.0) -> int:
-    left = plan.total_s - spent_s - plan.reserve_s - eval_s
+                 eval_s: float = 0.0, reserve_s: float | None = None) -> int:
+    """Epochs that fit in what is left, each at (1 + epoch_margin) × ``per_epoch_s``; ``eval_s``:
+    the final's fixed costs; ``reserve_s`` (default the plan's) the time after the retrain."""
+    reserve = reserve_s if reserve_s is not None else plan.reserve_s or 0.0
+    left = plan.total_s - spent_s - reserve - eval_s
     return max(minimum, math.floor(left / (per_epoch_s * (1 + plan.epoch_margin))))
 
 
@@ -112,9 +185,12 @@ class SearchGate:
             best = select_trial(study, sf)
         except AutoMLError:  # nothing completed yet
             return plan.search_s
-        per_epoch = epoch_seconds(best, sf, len(self.prep.data.train), len(self.prep.data.val))
-        need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + eval_seconds(best, sf)
-        return min(plan.search_s, plan.total_s - plan.reserve_s - need)
+        data = self.prep.data
+        n_train, n_val = len(data.train), len(data.val)
+        per_epoch = epoch_seconds(best, sf, n_train, n_val)
+        need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + fixed_seconds(best, sf, n_train, n_val)
+        reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
+        return min(plan.search_s, plan.total_s - reserve - need)
 
     def __call__(self, study: optuna.Study) -> str | None:
         """Why the search stops here, or None to start the next trial."""
@@ -129,6 +205,68 @@ class SearchGate:
                 f"must end by {deadline / 60:.1f} min (run.search_fraction, run.min_final_epochs)")
 
 
+def _holdout_size(data) -> int:
+    return 0 if data.holdout is None else len(data.holdout)
+
+
+def baseline_trial(sf: StudyFile, storage: optuna.storages.BaseStorage) -> FrozenTrial | None:
+    """The default recipe's trial (the first stage's baseline) with measured epochs, if any."""
+    for name in search_study_names(sf):
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            continue
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get("baseline") is True and (t.user_attrs.get("epoch_train_s") or t.user_attrs.get("train_s")):
+                return t
+    return None
+
+
+@dataclass(frozen=True)
+class FinalPlan:
+    """The final retrain's time, priced from the selected trial."""
+
+    epochs: int        # planned at (1 + epoch_margin) × epoch_s
+    epoch_s: float     # one steady training epoch
+    fixed_s: float     # setup, warm-up, val passes
+    reserve_s: float   # after the retrain
+    left_s: float      # for the retrain, fixed costs included
+    train_s: float     # for its training epochs alone
+
+    def expected_epochs(self, epoch_s: float, margin: float) -> float:
+        """Epochs a config of this epoch time would get in the final."""
+        return self.train_s / (epoch_s * (1 + margin))
+
+
+def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFile, data) -> FinalPlan:
+    n_train, n_val = len(data.train), len(data.val)
+    per_epoch = epoch_seconds(best, sf, n_train, n_val)
+    fixed = fixed_seconds(best, sf, n_train, n_val)
+    reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
+    epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed, reserve)
+    left = plan.total_s - spent_s - reserve
+    return FinalPlan(epochs, per_epoch, fixed, reserve, left, left - fixed)
+
+
+def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
+              storage) -> dict:
+    """Final epochs the selected trial's config and the default recipe's would get in the same
+    time, each at its own measured epoch: the price of the selected config's speed."""
+    n_train, n_val = len(prep.data.train), len(prep.data.val)
+    out = {"selected": {"trial": best.number, "epoch_s": round(fp.epoch_s, 3),
+                        "epochs": round(fp.expected_epochs(fp.epoch_s, sf.run.epoch_margin), 1)}}
+    base = baseline_trial(sf, storage)
+    if base is not None:
+        spe = epoch_seconds(base, sf, n_train, n_val)
+        out["baseline"] = {"trial": base.number, "epoch_s": round(spe, 3),
+                           "epochs": round(fp.expected_epochs(spe, sf.run.epoch_margin), 1)}
+    log.info("expected final epochs in %.0f s of training: selected trial %d ~%.0f (%.2f s/epoch)%s",
+             fp.train_s, best.number, out["selected"]["epochs"], fp.epoch_s,
+             "" if base is None else f", baseline trial {base.number} ~{out['baseline']['epochs']:.0f} "
+                                     f"({out['baseline']['epoch_s']:.2f} s/epoch)")
+    return out
+
+
 def _record(study: optuna.Study, **attrs) -> None:
     for k, v in attrs.items():
         study.set_user_attr(f"run_{k}", v)
@@ -141,7 +279,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     worker processes, each with the same :class:`SearchGate`, started with ``--run-budget``); it
     returns when they have all stopped."""
     from automl.final import run_final
+    from automl.final.retrain import TrainUntil
 
+    prep = dataclasses.replace(prep, sf=for_run(prep.sf))
     sf = prep.sf
     plan = BudgetPlan.split(total_s, sf)
     t0 = time.monotonic()
@@ -169,16 +309,22 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
         _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")
     best = select_trial(study, sf)
-    per_epoch = epoch_seconds(best, sf, len(prep.data.train), len(prep.data.val))
-    epochs = final_epochs(plan, spent, per_epoch, sf.run.min_final_epochs, eval_seconds(best, sf))
-    log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.1f s", spent, total_s,
-             best.number, epochs, per_epoch)
-    _record(study, final_epochs=epochs, epoch_s=round(per_epoch, 2),
-            final_trial=best.number)
+    fp = plan_final(plan, spent, best, sf, prep.data)
+    log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "
+             "%.0f s kept for export, INT8 and latency", spent, total_s, best.number, fp.epochs, fp.epoch_s,
+             fp.fixed_s, fp.reserve_s)
+    _record(study, final_epochs_planned=fp.epochs, epoch_s=round(fp.epoch_s, 2), final_trial=best.number,
+            fixed_s=round(fp.fixed_s, 1), reserve_s=round(fp.reserve_s, 1),
+            expected_epochs=_expected(fp, best, sf, prep, storage))
     t_final = time.monotonic()
+    sub, full = _passes(best)
+    until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs)
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
-    result = run_final(sf, storage=prep.storage_url, epochs=epochs, data=prep.data,
-                       **{"reuse_model": state == "final", **(final_kwargs or {})})
-    _record(study, final_s=round(time.monotonic() - t_final, 1), state="done",
-            session_s=round(time.monotonic() - t0, 1))
+    result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data,
+                       **{"reuse_model": state == "final", "until": until, **(final_kwargs or {})})
+    final_s = time.monotonic() - t_final
+    retrain = result.report.get("retrain", {}) if result is not None else {}
+    _record(study, final_epochs=retrain.get("epochs", fp.epochs), final_s=round(final_s, 1),
+            post_s=round(final_s - retrain.get("wall_s", 0.0), 1) if not retrain.get("reused") else None,
+            used_frac=round((spent + final_s) / total_s, 3), state="done", session_s=round(time.monotonic() - t0, 1))
     return result

@@ -24,7 +24,8 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     n_workers = worker_count(args.workers, args.trials_per_gpu)
     console.print(f"[bold]{sf.name}[/]: budget {total / 60:.0f} min — search up to {plan.search_s / 60:.0f} min "
                   f"in {n_workers} worker(s), then the final retrain with what is left (less "
-                  f"{plan.reserve_s / 60:.1f} min for export, TTA and INT8)")
+                  f"{'a reserve priced from the search' if plan.reserve_s is None else f'{plan.reserve_s / 60:.1f} min'} "
+                  "for export, TTA and INT8)")
     with search_view(prep, console) as view:
         search = _pool_search(args, view, prep, n_workers, total) if n_workers > 1 else None
         dashboard = morning_view(prep)
