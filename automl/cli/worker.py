@@ -23,6 +23,10 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sf = load_study(args)
+    if args.run_budget:  # trials as `automl run` compares them (budget.equal)
+        from automl.overnight import for_run
+
+        sf = for_run(sf)
     prep = prepare(sf, storage=args.storage)
     limits = {}
     if args.run_budget:  # a worker of `automl run`: the same gate as its in-process search

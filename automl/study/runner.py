@@ -256,7 +256,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              time_limit_s=sf.budget.trial_time_limit, base_seed=sf.sampler.seed,
                              total_trials=target, objectives=tuple(sf.objectives),
                              max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m,
-                             eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs)
+                             eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs,
+                             equal_time=sf.budget.equal == "time")
     best = BestTrialCheckpoint(sf.run_dir)
     starting = TrialStart(start_lock(prep.storage_url))
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,

@@ -60,7 +60,7 @@ def study_status(study: optuna.Study, sf: StudyFile, target: int, timeout_s: flo
     retries = [(t.number, t.system_attrs["failed_trial"]) for t in trials if "failed_trial" in t.system_attrs]
     run = {k[4:]: v for k, v in study.user_attrs.items() if k.startswith("run_")}
     return StudyStatus(study.study_name, b, counts, best_number, best_value, summary, median, len(workers),
-                       eta, failures[-5:], retries, run, data_lines(study.user_attrs))
+                       eta, failures[-5:], retries, run, data_lines(study.user_attrs) + time_lines(study.user_attrs))
 
 
 def data_lines(attrs: dict) -> list[tuple[str, str]]:
@@ -80,4 +80,24 @@ def data_lines(attrs: dict) -> list[tuple[str, str]]:
         out.append(("untouched holdout", f"{final['holdout']} ({final['holdout_images']} images): mIoU {shown} "
                                          f"({final.get('default')}, the bundle's default); scored once, after "
                                          "every decision"))
+    return out
+
+
+def time_lines(attrs: dict) -> list[tuple[str, str]]:
+    """How trials were compared, and how `automl run` spent its budget on the final."""
+    out = []
+    if attrs.get("ref_epoch_s"):
+        out.append(("trials compared at", f"equal training time: trial_epochs x {attrs['ref_epoch_s']:.2f} s (the "
+                                          "baseline's epoch)"))
+    expected = attrs.get("run_expected_epochs") or {}
+    if expected:
+        out.append(("expected final epochs", ", ".join(
+            f"{who} #{e['trial']} ~{e['epochs']:.0f} ({e['epoch_s']:.2f} s/epoch)" for who, e in expected.items())))
+    if "run_final_epochs_planned" in attrs:
+        text = f"{attrs['run_final_epochs_planned']} planned"
+        if "run_final_epochs" in attrs:
+            text += f", {attrs['run_final_epochs']} trained (re-planned from its own epochs)"
+        if attrs.get("run_used_frac") is not None:
+            text += f"; the run used {attrs['run_used_frac']:.0%} of its budget"
+        out.append(("final epochs", text))
     return out
