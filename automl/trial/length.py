@@ -76,11 +76,12 @@ class FinishBy(Length):
 
     def __init__(self, epochs: int, finish_by: float, *, eval_points: int, subset_pass_s: float,
                  full_pass_s: float, min_epochs: int = 1, margin: float = 0.02,
-                 subset_passes: Callable[[], list[float]] = list, clock: Callable[[], float] = time.monotonic):
+                 subset_passes: Callable[[], list[float]] = list, clock: Callable[[], float] | None = None):
         super().__init__(epochs)
         self.planned, self.finish_by, self.points = epochs, finish_by, eval_points
         self.subset_pass_s, self.full_pass_s = subset_pass_s, full_pass_s
-        self.min_epochs, self.margin, self.clock = min_epochs, margin, clock
+        self.min_epochs, self.margin = min_epochs, margin
+        self.clock = clock or (lambda: time.monotonic())
         self.subset_passes = subset_passes  # the retrain's own subset passes so far (seconds each)
 
     def after_epoch(self, epoch: int, epoch_train_s: list[float]) -> None:

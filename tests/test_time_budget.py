@@ -1,0 +1,172 @@
+"""Train for a time, with a schedule spanning a time: equal-time trials, pricing that keeps fixed
+costs apart from per-epoch ones, a final retrain that re-plans to fill its time, and the LambdaLR
+that replaced OneCycleLR."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from automl.trial.engine import TimeStats, fit
+from automl.trial.length import EqualTime, FinishBy
+from automl.trial.losses import task_criterion
+from automl.trial.optim import build_scheduler
+from automl.trial_config import ScheduleSpec
+from tests.test_fit_hook import CPU, DATA, _cfg
+
+STEPS_PER_EPOCH = 2  # tests.test_fit_hook: 8 training images, batch 4
+
+
+class FakeClock:
+    """The clock fit and the re-plan read: it moves only when a step or a val pass says so, so
+    an epoch costs exactly what a test gives it (powers of two: sums are exact)."""
+
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    import automl.trial.engine as engine
+    import automl.trial.length as length_module
+
+    c = FakeClock()
+    fake = SimpleNamespace(perf_counter=c, monotonic=c)
+    monkeypatch.setattr(engine, "time", fake)
+    monkeypatch.setattr(length_module, "time", fake)
+    real = engine.confusion_on
+    c.val_pass_s = 0.0
+
+    def timed_val(*args, **kwargs):
+        c.t += c.val_pass_s
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "confusion_on", timed_val)
+    return c
+
+
+def _costly(cfg, clock: FakeClock, per_step_s: float, first_epoch_extra_s: float = 0.0):
+    """The task loss; each step advances the clock: a config whose epochs cost what we say."""
+    task = task_criterion(cfg, CPU.device)
+
+    def criterion(images, masks, outputs, epoch):
+        clock.t += per_step_s + (first_epoch_extra_s / STEPS_PER_EPOCH if epoch == 1 else 0.0)
+        return task(images, masks, outputs, epoch)
+
+    return criterion
+
+
+def _equal_time_run(clock: FakeClock, per_step_s: float, ref_s: float, rungs):
+    cfg = _cfg().with_changes(epochs=4, schedule=ScheduleSpec(name="cosine"))
+    length = EqualTime(4, None, rungs, ref_s)
+    results = []
+    fit(cfg, DATA, CPU, criterion=_costly(cfg, clock, per_step_s), length=length, on_epoch=results.append)
+    return length, results
+
+
+def test_equal_time_trial_trains_a_slower_config_for_fewer_epochs(clock):
+    ref_s = 0.25  # the baseline's epoch; this config's epochs take 2.5 times as long
+    fast, _ = _equal_time_run(clock, 0.125, ref_s, None)
+    slow, res = _equal_time_run(clock, 0.3125, ref_s, None)
+    assert fast.epochs == 4
+    assert slow.epochs == 2  # 4 reference epochs of time: 1.6 of its own, rounded
+    assert slow.schedule_epochs == 2
+    assert res[-1].lr == pytest.approx(0.0, abs=1e-12)  # its schedule ends with its last epoch
+    # scores are reported in reference epochs: its first epoch took 2.5 of them
+    assert [(r.epoch, r.step) for r in res] == [(1, 2), (2, 4)]
+    assert res[-1].full_val  # the last reports at trial_epochs, on all of val
+
+
+def test_equal_time_trial_scores_only_the_rungs_the_pruner_reads(clock):
+    # Hyperband's rungs 1 and 3 of 4 reference epochs; this config's epochs take half a reference one
+    length, res = _equal_time_run(clock, 0.0625, 0.25, frozenset({1, 3, 4}))
+    assert length.epochs == 8
+    assert [(r.epoch, r.step) for r in res] == [(2, 1), (6, 3), (8, 4)]
+
+
+def test_equal_time_trial_epochs_are_clamped(clock):
+    length, _ = _equal_time_run(clock, 0.0078125, 0.25, None)  # 16 times faster: at most 3 x trial_epochs
+    assert length.epochs == 12
+
+
+def test_fixed_costs_are_not_priced_as_epochs(tiny_study, runs_root, clock):
+    """A slow first epoch (warm-up) and slow val passes: a final epoch is still priced at the
+    steady training epoch, and the fixed costs are priced apart."""
+    from optuna.trial import create_trial
+
+    from automl.config import load_study_file
+    from automl.overnight import epoch_seconds, fixed_seconds
+    from automl.trial.objective import time_attrs
+
+    clock.val_pass_s = 4.0
+    cfg = _cfg().with_changes(epochs=3)
+    times, hist = TimeStats(), []
+    fit(cfg, DATA, CPU, criterion=_costly(cfg, clock, 0.5, first_epoch_extra_s=3.0), times=times,
+        on_epoch=hist.append)
+    assert times.epoch_train_s == [4.0, 1.0, 1.0]
+    attrs = {**time_attrs(times), "train_s": times.train_s, "eval_s": times.eval_s, "epochs_run": 3,
+             "epoch_times_s": [h.seconds for h in hist]}
+    trial = create_trial(value=0.5, user_attrs=attrs)
+    sf = load_study_file(tiny_study(), runs_root=runs_root)
+    assert epoch_seconds(trial, sf, 8, 2) == 1.0  # not 5 (a scored epoch), nor 2 (the mean, warm-up included)
+    # the warm-up's 3 s, and eval_points (4) passes of 4 s
+    assert fixed_seconds(trial, sf, 8, 2) == 3.0 + 4 * 4.0
+
+
+def test_final_replans_to_its_finish_time_with_a_fake_clock():
+    now = [100.0]
+    length = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                      clock=lambda: now[0])
+    length.start(5)
+    assert length.span.steps == 50
+    length.after_epoch(1, [4.0])
+    assert length.epochs == 10  # not before epoch 2: epoch 1 carries the warm-up
+    now[0] = 106.0
+    length.after_epoch(2, [4.0, 2.0])
+    # 54 s left, less 3 subset passes and the full one (6 s): 24 more epochs of 2 s
+    assert length.epochs == 26 and length.span.steps == 26 * 5
+    assert length.scored(26, []) and not length.scored(10, []) and length.scored(13, [])
+
+
+@pytest.mark.parametrize("planned", [2, 40])
+def test_final_retrain_fills_its_time(clock, monkeypatch, planned):
+    """Planned too short or too long, the retrain re-plans after epoch 2 and ends within its time,
+    having used at least 95 % of it."""
+    import automl.final.retrain as rt
+
+    cfg = _cfg().with_changes(epochs=planned)
+    clock.val_pass_s = 0.25
+    real_fit = rt.fit
+    monkeypatch.setattr(rt, "fit", lambda *a, **k: real_fit(*a, **k, criterion=_costly(cfg, clock, 0.5)))
+    t0, budget = clock(), 20.0
+    res = rt.retrain(cfg, DATA, CPU, eval_points=4, until=rt.TrainUntil(t0 + budget, 0.25, 0.25))
+    took = clock() - t0
+    assert 0.95 * budget <= took <= budget
+    assert res.epochs == 18 and res.history[-1].epoch == 18 and res.history[-1].full_val
+
+
+def test_lambda_onecycle_matches_torch_onecycle():
+    for opt_name, key in (("adam", "betas"), ("sgd", "momentum")):
+        for warmup in (0.0, 0.3):
+            for total in (1, 7, 40):
+                opts = []
+                for _ in range(2):
+                    p = [torch.nn.Parameter(torch.zeros(2))]
+                    opts.append(torch.optim.Adam(p, lr=0.01) if opt_name == "adam" else torch.optim.SGD(p, lr=0.01))
+                old = torch.optim.lr_scheduler.OneCycleLR(opts[0], max_lr=[0.01], total_steps=total,
+                                                          pct_start=warmup or 0.25)
+                new = build_scheduler(opts[1], ScheduleSpec(name="onecycle", warmup_frac=warmup), total)
+                for _ in range(total):
+                    a, b = opts[0].param_groups[0], opts[1].param_groups[0]
+                    assert b["lr"] == pytest.approx(a["lr"], rel=1e-9, abs=1e-15)
+                    m_a, m_b = (a[key][0], b[key][0]) if key == "betas" else (a[key], b[key])
+                    assert m_b == pytest.approx(m_a, rel=1e-9)
+                    for o in opts:
+                        o.step()
+                    old.step()
+                    new.step()
