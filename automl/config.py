@@ -193,6 +193,12 @@ class ParetoPick(_Section):
         return self
 
 
+class SelectionSection(_Section):
+    # Single objective only: the baseline stays unless a challenger beats it by more than the noise
+    # between seeds, measured by a second run of the baseline (automl.study.selection.decide).
+    incumbent: bool = Field(True, description="keep the baseline unless a trial beats it by more than seed noise")
+
+
 class StageSection(_Section):
     """One stage of a staged search: search these parameters, keep the rest at their best-known
     values (earlier stages' winners, else the search space's baseline)."""
@@ -230,6 +236,7 @@ class StudyFile(_Section):
     objectives: list[Literal["val_miou", "latency_ms", "params_m"]] = Field(default_factory=lambda: ["val_miou"])
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
     pareto_pick: ParetoPick = Field(default_factory=ParetoPick)
+    selection: SelectionSection = Field(default_factory=SelectionSection)
     stages: list[StageSection] = Field(default_factory=list)
     budget: BudgetSection
     eval: EvalSection = Field(default_factory=EvalSection)
