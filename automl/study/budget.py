@@ -22,8 +22,11 @@ def miou_of(trial: optuna.trial.FrozenTrial) -> float | None:
 
 def trials_since_best(study: optuna.Study) -> int:
     """Finished trials (completed or pruned), in order of completion, since the best feasible
-    completed one; all finished trials when none has completed yet. Single objective only."""
-    finished = sorted((t for t in study.get_trials(deepcopy=False) if t.state in FINISHED),
+    completed one; all finished trials when none has completed yet; the seed probe is not
+    counted. Single objective only."""
+    # the seed probe re-runs the baseline: it measures noise, it is no step of the search
+    finished = sorted((t for t in study.get_trials(deepcopy=False)
+                       if t.state in FINISHED and not t.user_attrs.get("seed_probe")),
                       key=lambda t: (t.datetime_complete or dt.datetime.max, t.number))
     best_at, best = -1, None
     for i, t in enumerate(finished):

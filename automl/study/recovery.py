@@ -42,7 +42,7 @@ STALE = "failed: worker stopped responding (no heartbeat within the grace period
 UNOWNED = "failed: worker process died while starting the trial"
 # What an enqueued trial carries into its retries; the rest of its user attrs belong to one attempt
 # (its owner above all: a retry that carried its dead owner's pid could be reaped while it starts).
-ENQUEUED_ATTRS = ("baseline", "portfolio")
+ENQUEUED_ATTRS = ("baseline", "portfolio", "seed_probe")
 
 
 def retry(study: optuna.Study, trial: FrozenTrial, max_retries: int | None) -> bool:

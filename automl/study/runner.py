@@ -28,7 +28,7 @@ from automl.space.schema import load_search_space
 from automl.study.budget import FINISHED, budget_state, trials_since_best
 from automl.study.checkpoints import BestTrialCheckpoint
 from automl.study.recovery import recover
-from automl.study.selection import selected_or_none
+from automl.study.selection import SEED_PROBE, selected_or_none
 from automl.study.stages import check_patterns, stage_start, stage_study_name, study_budgets
 from automl.study.storage import mask_url, open_storage, resolve_url
 from automl.study.trial_start import TrialStart, start_lock
@@ -223,6 +223,11 @@ def _enqueue_start(study: optuna.Study, prep: Prepared, start: dict, stage_index
     queued = [t.user_attrs for t in study.get_trials(deepcopy=False)]
     if not any("baseline" in attrs for attrs in queued):
         study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
+    # The baseline again, with another seed (trial_seed follows the trial number): the noise the
+    # incumbent rule measures; once per search, in the study that holds the baseline.
+    if stage_index in (None, 0) and prep.sf.selection.incumbent and not prep.sf.multi_objective \
+            and not any(attrs.get(SEED_PROBE) for attrs in queued):
+        study.enqueue_trial(start, user_attrs={SEED_PROBE: True})
     for i, recipe in enumerate(prep.space.checked_portfolio() if portfolio else []):
         if not any(attrs.get("portfolio") == i for attrs in queued):
             study.enqueue_trial(recipe, user_attrs={"portfolio": i})

@@ -193,13 +193,16 @@ class Objective:
             trial.set_user_attr(k, v)
         self.events.trial_started(trial.number, cfg)
 
+        # the seed probe must finish: it is the baseline's second seed, not a candidate
+        probe = bool(trial.user_attrs.get("seed_probe"))
+
         def on_epoch(res: EpochResult) -> None:
             history.append(res)
             self.events.epoch_done(trial.number, res, self.length.epochs)
             faults.point("epoch")
             if s.prune and res.step is not None:
                 trial.report(res.miou, res.step)
-                if not res.full_val and trial.should_prune():
+                if not res.full_val and not probe and trial.should_prune():
                     where = f"epoch {res.epoch}" + (f" (reference epoch {res.step})" if res.step != res.epoch else "")
                     raise optuna.TrialPruned(f"pruned at {where} (val mIoU {res.miou:.4f})")
 
