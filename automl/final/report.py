@@ -101,6 +101,15 @@ def _holdout_section(report: dict) -> list[str]:
             *_per_class(report["classes"], h["scores"]), ""]
 
 
+def _selection_lines(record: dict) -> list[str]:
+    from automl.study.selection import describe
+
+    return ["### Selection", "",
+            "Incumbent rule: the baseline (with a second seed, the seed probe) stays unless a challenger leads "
+            "its mean by more than the noise margin, max(floor, 1.64 · 0.866 · seed difference).", "",
+            f"{describe(record)}. {record['why'][0].upper()}{record['why'][1:]}.", ""]
+
+
 def render_markdown(report: dict) -> str:
     s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
     d = report["default_predictor"]
@@ -163,6 +172,8 @@ def render_markdown(report: dict) -> str:
               f"Retrained trial #{rt['number']} of study {s['study']} ("
               f"{'selected by the search' if rt['selected'] else 'chosen by hand'}, search val mIoU "
               f"{_f(rt['value'])}).", ""]
+    if s.get("selection"):
+        lines += _selection_lines(s["selection"])
 
     m, onnx = report["model"], report["onnx"]
     lines += ["## Retrain and model", "",

@@ -11,7 +11,7 @@ from automl.config import StudyFile
 from automl.errors import AutoMLError
 from automl.study.budget import trial_counts
 from automl.study.runner import final_study
-from automl.study.selection import select_trial
+from automl.study.selection import selection
 from automl.study.storage import mask_url
 from automl.trial_config import TrialConfig
 
@@ -35,7 +35,10 @@ def pick_trial(study: optuna.Study, sf: StudyFile, number: int | None = None) ->
     if not complete:
         raise AutoMLError(f"study {study.study_name} has no completed trial yet; run `automl search` first")
     if number is None:
-        return select_trial(study, sf)
+        chosen = selection(study, sf)
+        if chosen.record is not None:  # the incumbent rule's decision, with its figures, for status and the report
+            study.set_user_attr("selection", chosen.record)
+        return chosen.trial
     chosen = next((t for t in complete if t.number == number), None)
     if chosen is None:
         raise AutoMLError(f"trial {number} of study {study.study_name} is not a completed trial; completed: "
@@ -53,12 +56,14 @@ def final_config(trial: FrozenTrial, epochs: int) -> TrialConfig:
 
 
 def search_summary(study: optuna.Study, sf: StudyFile, trial: FrozenTrial) -> dict:
-    """Trials by state, the budget, the search's wall time, and which trial is retrained (for a
-    staged search: the last stage's study)."""
+    """Trials by state, the budget, the search's wall time, which trial is retrained (for a
+    staged search: the last stage's study), and the incumbent rule's decision (None where it does
+    not apply)."""
     trials = study.get_trials(deepcopy=False)
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     b = sf.budget
+    chosen = selection(study, sf)
     return {
         "trials": {k: v for k, v in trial_counts(study).items() if v},
         "trials_total": len(trials),
@@ -67,6 +72,7 @@ def search_summary(study: optuna.Study, sf: StudyFile, trial: FrozenTrial) -> di
         "wall_s": round((max(ends) - min(starts)).total_seconds(), 1) if starts and ends else None,
         "study": study.study_name,
         "retrained_trial": {"number": trial.number, "value": trial.values[0] if trial.values else None,
-                            "selected": trial.number == select_trial(study, sf).number,
+                            "selected": trial.number == chosen.trial.number,
                             "params_m": trial.user_attrs.get("params_m")},
+        "selection": chosen.record,
     }

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from automl.config import StudyFile
 from automl.study.budget import budget_state, miou_of
-from automl.study.selection import pareto_front, selected_or_none
+from automl.study.selection import describe, is_probe, pareto_front, selection_or_none
 from automl.study.stages import study_budgets
 from automl.trial.objective import SURPLUS
 from automl.trial_config import TrialConfig
@@ -137,6 +137,9 @@ def trial_note(t: FrozenTrial, *, study_id: int) -> str:
     lines = [head, "", f"**Why it stopped:** {stop_text(t)}", ""]
     if ua.get("baseline"):
         lines += ["Baseline: the search space's default config, run first.", ""]
+    if is_probe(t):
+        lines += ["Seed probe: the baseline's config again, with another seed. It measures the noise between "
+                  "seeds for the incumbent rule; it is never pruned and never selected.", ""]
     if ua.get("retry_of") is not None:
         lines += [f"Retry of trial #{ua['retry_of']} (same seed).", ""]
     rows: list[tuple[str, str]] = []
@@ -249,7 +252,7 @@ def _front_lines(study: optuna.Study, sf: StudyFile) -> list[str]:
 
 def _top_lines(complete: list[FrozenTrial]) -> list[str]:
     top = sorted(complete, key=lambda t: miou_of(t), reverse=True)[:TOP_TRIALS]
-    rows = [(f"#{t.number}", f"{miou_of(t):.4f}", _model_of(t),
+    rows = [(f"#{t.number}" + (" (seed probe)" if is_probe(t) else ""), f"{miou_of(t):.4f}", _model_of(t),
              f"{t.user_attrs['params_m']:.2f}" if "params_m" in t.user_attrs else "-",
              f"{t.user_attrs['latency_ms']:.1f}" if "latency_ms" in t.user_attrs else "-",
              f"{t.user_attrs.get('wall_s', 0):.0f}") for t in top]
@@ -362,9 +365,11 @@ def study_summary(study: optuna.Study, sf: StudyFile, importances: Importances |
              f"**Progress:** {b.finished}/{b.target} finished, search time {_hms(b.elapsed_s)}{limit}.  ",
              "**Trials:** " + (", ".join(f"{n} {k}" for k, n in counts.items()) or "none yet") + ".", ""]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    selected = selected_or_none(study, sf)  # the trial the final stage takes: feasible, pareto_pick
-    if selected is not None:
-        lines += _best_lines(selected, sf)
+    chosen = selection_or_none(study, sf)  # the trial the final stage takes: feasible, incumbent rule, pareto_pick
+    if chosen is not None:
+        lines += _best_lines(chosen.trial, sf)
+        if chosen.record is not None:
+            lines += [f"**Selection (incumbent rule):** {describe(chosen.record)}.", ""]
         lines += _front_lines(study, sf) if sf.multi_objective else _top_lines(complete)
     elif complete:
         lines += ["No completed trial meets the constraints yet.", ""]

@@ -60,7 +60,21 @@ def study_status(study: optuna.Study, sf: StudyFile, target: int, timeout_s: flo
     retries = [(t.number, t.system_attrs["failed_trial"]) for t in trials if "failed_trial" in t.system_attrs]
     run = {k[4:]: v for k, v in study.user_attrs.items() if k.startswith("run_")}
     return StudyStatus(study.study_name, b, counts, best_number, best_value, summary, median, len(workers),
-                       eta, failures[-5:], retries, run, data_lines(study.user_attrs) + time_lines(study.user_attrs))
+                       eta, failures[-5:], retries, run, data_lines(study.user_attrs) + time_lines(study.user_attrs)
+                       + selection_lines(study, sf))
+
+
+def selection_lines(study: optuna.Study, sf: StudyFile) -> list[tuple[str, str]]:
+    """The seed probe, and the incumbent rule's decision as it stands now (the final records it)."""
+    from automl.study.selection import describe, is_probe, selection_or_none
+
+    out = [("seed probe", f"#{t.number}, the baseline's config with another seed: {t.state.name.lower()}"
+                          + (f", val mIoU {t.values[0]:.4f}" if t.values else ""))
+           for t in study.get_trials(deepcopy=False) if is_probe(t)][-1:]
+    chosen = selection_or_none(study, sf)
+    if chosen is not None and chosen.record is not None:
+        out.append(("selection", describe(chosen.record)))
+    return out
 
 
 def data_lines(attrs: dict) -> list[tuple[str, str]]:

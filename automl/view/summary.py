@@ -47,16 +47,17 @@ def front_table(study: optuna.Study, sf: StudyFile) -> Table:
 
 def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console: Console, study_file: str) -> None:
     from automl.errors import AutoMLError
-    from automl.study.selection import select_trial
+    from automl.study.selection import describe, selection
     from automl.view.notes import config_rows
 
     counts = trial_counts(study)
     console.print(f"\nstudy [bold]{study.study_name}[/]: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
     try:
-        best = select_trial(study, sf)
+        chosen = selection(study, sf)
     except AutoMLError as exc:
         console.print(visible(exc), markup=False, highlight=False)
         return
+    best = chosen.trial
     if sf.multi_objective:
         console.print(front_table(study, sf))
     cfg = TrialConfig.from_dict(best.user_attrs["config"])
@@ -70,6 +71,9 @@ def print_summary(study: optuna.Study, sf: StudyFile, storage_url: str, console:
     per_class = best.user_attrs.get("miou_per_class", {})
     table.add_row("per class", "  ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in per_class.items()))
     console.print(table)
+    if chosen.record is not None:
+        console.print(f"selection (incumbent rule): {describe(chosen.record)}", markup=False, highlight=False,
+                      soft_wrap=True)
     from automl.study.checkpoints import missing_best_weights
 
     flags = command_flags(sf, storage_url)
