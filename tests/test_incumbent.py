@@ -38,7 +38,7 @@ def _trial(value: float, **attrs):
 
 
 def _study(*values_attrs) -> optuna.Study:
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize", study_name="tiny")  # tiny_study's name
     for value, attrs in values_attrs:
         study.add_trial(_trial(value, **attrs))
     return study
@@ -77,16 +77,27 @@ def test_probe_enqueued_once_never_pruned_never_selected(tiny_study, runs_root, 
     sf = load_study_file(tiny_study(**{"budget.n_trials": 2, "budget.trial_epochs": 2}), runs_root=runs_root)
     prep = prepare(sf)
     study = setup_study(prep)
-    setup_study(prep)                                               # resumed
-    setup_study(prep, worker_index=1, enqueue_baseline=False)       # another worker
-    waiting = study.get_trials(states=(TrialState.WAITING,))
-    assert [bool(t.user_attrs.get("seed_probe")) for t in waiting] == [False, True]
-    assert waiting[0].params == waiting[1].params
     # a pruner that prunes everything it is asked about
     monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: True)
     run_search(prep, study)
     base, probe = study.get_trials()
+    assert base.user_attrs["baseline"] and probe.user_attrs["seed_probe"]
+    # all the baseline's params, those the sampler drew too; another seed
+    assert probe.params == base.params and probe.user_attrs["seed"] != base.user_attrs["seed"]
     assert base.state == TrialState.PRUNED and probe.state == TrialState.COMPLETE
-    assert probe.user_attrs["seed"] != base.user_attrs["seed"]
     with pytest.raises(Exception, match="no completed feasible trial"):
         select_trial(study, sf)
+    setup_study(prep)                                               # resumed
+    setup_study(prep, worker_index=1, enqueue_baseline=False)       # another worker
+    assert len(study.get_trials()) == 2
+
+
+def test_a_search_killed_before_the_probe_was_enqueued_gets_it_on_resume(tiny_study, runs_root):
+    from automl.study.runner import enqueue_seed_probe
+
+    sf = load_study_file(tiny_study(), runs_root=runs_root)
+    study = _study((0.60, {"baseline": True}), (0.55, {}))
+    enqueue_seed_probe(study, sf)
+    enqueue_seed_probe(study, sf)
+    probes = [t for t in study.get_trials() if t.user_attrs.get("seed_probe")]
+    assert len(probes) == 1 and probes[0].state == TrialState.WAITING and probes[0].system_attrs["fixed_params"] == {"x": 0.60}

@@ -212,7 +212,33 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
         study.set_user_attr("input_size", list(prep.input_size))
     if (enqueue_baseline or stage_index) and (fresh or study.user_attrs.get("seeding") == "pending"):
         _enqueue_start(study, prep, start, stage_index, portfolio=enqueue_baseline and stage_index is None)
+    enqueue_seed_probe(study, sf)  # a search killed between the baseline's end and the probe's enqueue
     return study
+
+
+def enqueue_seed_probe(study: optuna.Study, sf: StudyFile) -> None:
+    """Enqueue the seed probe once the baseline has finished: its params again, with another seed
+    (trial_seed follows the trial number), which measures the noise the incumbent rule needs.
+
+    Only then are all its params known: a baseline may list a few, and the sampler draws the rest.
+    Once per search (the flat study, or stage 0); single objective; ``selection.incumbent``.
+    """
+    if not sf.selection.incumbent or sf.multi_objective or \
+            study.study_name != stage_study_name(sf, 0 if sf.stages else None):
+        return
+    trials = study.get_trials(deepcopy=False)
+    if any(t.user_attrs.get(SEED_PROBE) for t in trials):
+        return
+    base = next((t for t in trials if t.user_attrs.get("baseline") and t.state in FINISHED), None)
+    if base is not None:
+        study.enqueue_trial(base.params, user_attrs={SEED_PROBE: True})
+
+
+def _probe_after_baseline(sf: StudyFile) -> Callable[[optuna.Study, FrozenTrial], None]:
+    def after(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.user_attrs.get("baseline") and trial.state in FINISHED:
+            enqueue_seed_probe(study, sf)
+    return after
 
 
 def _enqueue_start(study: optuna.Study, prep: Prepared, start: dict, stage_index: int | None, *,
@@ -223,11 +249,6 @@ def _enqueue_start(study: optuna.Study, prep: Prepared, start: dict, stage_index
     queued = [t.user_attrs for t in study.get_trials(deepcopy=False)]
     if not any("baseline" in attrs for attrs in queued):
         study.enqueue_trial(start, user_attrs={"baseline": stage_index in (None, 0)})
-    # The baseline again, with another seed (trial_seed follows the trial number): the noise the
-    # incumbent rule measures; once per search, in the study that holds the baseline.
-    if stage_index in (None, 0) and prep.sf.selection.incumbent and not prep.sf.multi_objective \
-            and not any(attrs.get(SEED_PROBE) for attrs in queued):
-        study.enqueue_trial(start, user_attrs={SEED_PROBE: True})
     for i, recipe in enumerate(prep.space.checked_portfolio() if portfolio else []):
         if not any(attrs.get("portfolio") == i for attrs in queued):
             study.enqueue_trial(recipe, user_attrs={"portfolio": i})
@@ -291,7 +312,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
             continue
         with starting():
             study.optimize(objective, n_trials=1, catch=(Exception,),
-                           callbacks=[_told, best.after_trial, streak, *(callbacks or [])])
+                           callbacks=[_told, best.after_trial, streak, _probe_after_baseline(sf),
+                                      *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
                               "stop_reason (`automl status`) and fix the cause before resuming")
