@@ -97,7 +97,9 @@ def test_a_search_killed_before_the_probe_was_enqueued_gets_it_on_resume(tiny_st
 
     sf = load_study_file(tiny_study(), runs_root=runs_root)
     study = _study((0.60, {"baseline": True}), (0.55, {}))
-    enqueue_seed_probe(study, sf)
-    enqueue_seed_probe(study, sf)
+    enqueue_seed_probe(study, sf, 2)       # the budget is spent: it could never run
+    assert len(study.get_trials()) == 2
+    enqueue_seed_probe(study, sf, 3)
+    enqueue_seed_probe(study, sf, 3)
     probes = [t for t in study.get_trials() if t.user_attrs.get("seed_probe")]
     assert len(probes) == 1 and probes[0].state == TrialState.WAITING and probes[0].system_attrs["fixed_params"] == {"x": 0.60}

@@ -212,16 +212,18 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
         study.set_user_attr("input_size", list(prep.input_size))
     if (enqueue_baseline or stage_index) and (fresh or study.user_attrs.get("seeding") == "pending"):
         _enqueue_start(study, prep, start, stage_index, portfolio=enqueue_baseline and stage_index is None)
-    enqueue_seed_probe(study, sf)  # a search killed between the baseline's end and the probe's enqueue
+    # a search killed between the baseline's end and the probe's enqueue
+    enqueue_seed_probe(study, sf, sf.stages[0].n_trials if sf.stages else sf.budget.n_trials)
     return study
 
 
-def enqueue_seed_probe(study: optuna.Study, sf: StudyFile) -> None:
+def enqueue_seed_probe(study: optuna.Study, sf: StudyFile, target: int) -> None:
     """Enqueue the seed probe once the baseline has finished: its params again, with another seed
     (trial_seed follows the trial number), which measures the noise the incumbent rule needs.
 
     Only then are all its params known: a baseline may list a few, and the sampler draws the rest.
-    Once per search (the flat study, or stage 0); single objective; ``selection.incumbent``.
+    Once per search (the flat study, or stage 0); single objective; ``selection.incumbent``; not
+    when the trials already started or queued fill the study's ``target``: it could never run.
     """
     if not sf.selection.incumbent or sf.multi_objective or \
             study.study_name != stage_study_name(sf, 0 if sf.stages else None):
@@ -230,14 +232,15 @@ def enqueue_seed_probe(study: optuna.Study, sf: StudyFile) -> None:
     if any(t.user_attrs.get(SEED_PROBE) for t in trials):
         return
     base = next((t for t in trials if t.user_attrs.get("baseline") and t.state in FINISHED), None)
-    if base is not None:
+    taken = sum(t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    if base is not None and taken < target:
         study.enqueue_trial(base.params, user_attrs={SEED_PROBE: True})
 
 
-def _probe_after_baseline(sf: StudyFile) -> Callable[[optuna.Study, FrozenTrial], None]:
+def _probe_after_baseline(sf: StudyFile, target: int) -> Callable[[optuna.Study, FrozenTrial], None]:
     def after(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.user_attrs.get("baseline") and trial.state in FINISHED:
-            enqueue_seed_probe(study, sf)
+            enqueue_seed_probe(study, sf, target)
     return after
 
 
@@ -312,7 +315,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
             continue
         with starting():
             study.optimize(objective, n_trials=1, catch=(Exception,),
-                           callbacks=[_told, best.after_trial, streak, _probe_after_baseline(sf),
+                           callbacks=[_told, best.after_trial, streak, _probe_after_baseline(sf, target),
                                       *(callbacks or [])])
         if streak.tripped:
             raise AutoMLError(f"stopped after {streak.streak} failed trials in a row; see each trial's "
