@@ -9,7 +9,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from automl.config import load_study_file
-from automl.final.source import pick_trial
+from automl.final.report import _selection_lines
+from automl.final.source import pick_trial, search_summary
 from automl.study.budget import trials_since_best
 from automl.study.runner import prepare, run_search, setup_study
 from automl.study.selection import NOISE_FLOOR, UNMEASURED_MARGIN, decide, select_trial
@@ -63,6 +64,10 @@ def test_the_decision_is_recorded_by_the_final_and_shown_by_status(tiny_study, r
     record = study.user_attrs["selection"]
     assert record["decision"] == "incumbent" and record["incumbent"]["mean"] == 0.61
     assert record["noise"]["seed_diff"] == 0.02 and record["challenger"] == {"trial": 2, "value": 0.63, "lead": 0.02}
+    summary = search_summary(study, sf, study.trials[0])  # what report.md's Selection paragraph reads
+    assert summary["selection"] == record and summary["retrained_trial"]["selected"]
+    assert "→ trial #0 (incumbent). The challenger leads by +0.0200, within the margin 0.0284" in \
+        "\n".join(_selection_lines(record))
     rows = dict(study_status(study, sf, 3, None).data)
     assert rows["seed probe"].startswith("#1") and "0.6200" in rows["seed probe"]
     assert "→ trial #0 (incumbent)" in rows["selection"] and "margin 0.0284" in rows["selection"]

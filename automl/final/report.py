@@ -107,7 +107,8 @@ def _selection_lines(record: dict) -> list[str]:
     return ["### Selection", "",
             "Incumbent rule: the baseline (with a second seed, the seed probe) stays unless a challenger leads "
             "its mean by more than the noise margin, max(floor, 1.64 · 0.866 · seed difference).", "",
-            f"{describe(record)}. {record['why'][0].upper()}{record['why'][1:]}.", ""]
+            describe(record) + (f". {record['why'][0].upper()}{record['why'][1:]}." if "incumbent" in record else "."),
+            ""]
 
 
 def render_markdown(report: dict) -> str:
