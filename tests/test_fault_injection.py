@@ -71,9 +71,9 @@ class Moment:
         return f"SIG{self.signal} at {at}"
 
 
-def named(rng: random.Random, points: tuple[str, ...], sig: str | None = None) -> Moment:
+def named(rng: random.Random, points: tuple[str, ...], sig: str | None = None, nth: int | None = None) -> Moment:
     # a delay of 0 hits the instant after the point, the rest of the time what follows it
-    return Moment(sig or rng.choice(("TERM", "KILL")), rng.choice(points), rng.choice((1, 1, 2)),
+    return Moment(sig or rng.choice(("TERM", "KILL")), rng.choice(points), nth or rng.choice((1, 1, 2)),
                   rng.choice((0.0, rng.uniform(0, 1.5))))
 
 
@@ -217,8 +217,9 @@ def _chain(kind: str, rng: random.Random) -> list[Moment]:
     RUNNING with no owner), then a SIGTERM and a SIGKILL anywhere; for `automl run`, a SIGTERM in
     the search, then a SIGKILL in the final's export or INT8 (its work folder is left behind)."""
     if kind == "search":
-        return [Moment("KILL", "trial_created"), named(rng, SEARCH_POINTS, "TERM"), named(rng, SEARCH_POINTS, "KILL")]
-    return [named(rng, SEARCH_POINTS, "TERM"), named(rng, ("exported", "quantized"), "KILL")]
+        return [Moment("KILL", "trial_created"), named(rng, SEARCH_POINTS, "TERM", 1),
+                named(rng, SEARCH_POINTS, "KILL", 1)]
+    return [named(rng, SEARCH_POINTS, "TERM", 1), named(rng, ("exported", "quantized"), "KILL", 1)]
 
 
 @pytest.mark.parametrize("kind", ["search", "run"])
@@ -229,7 +230,7 @@ def test_a_chain_of_kills_then_resume(kind, tmp_path):
     landed = [str(m) for m in moments if scenario.interrupt(m)]
     scenario.complete()
     scenario.check_complete()
-    print(f"{kind}: {len(landed)} of {len(moments)} kills landed ({', '.join(landed)}); "
+    print(f"{kind}: {len(landed)} of {len(moments)} kills landed ({', '.join(map(str, moments))}); "
           f"{time.monotonic() - t0:.0f} s")
     assert landed, "no kill landed"
 
