@@ -95,3 +95,28 @@ def delivered() -> Iterator[None]:
         yield
     finally:
         state.install()
+
+
+# Set by the CLI's handler each time SIGINT/SIGTERM raises its KeyboardInterrupt. The exception
+# lands wherever the main thread is, and code that is not ours (a library's broad ``except``, a
+# thread pool's shutdown) can swallow it: ``raise_if_requested`` raises it again at the next
+# point where stopping is safe, so a stop is never lost, only late.
+_requested = False
+
+
+def request_stop() -> None:
+    global _requested
+    _requested = True
+
+
+def raise_if_requested() -> None:
+    """KeyboardInterrupt if a stop was requested and not yet acted on (then forgotten)."""
+    if _requested:
+        stop_handled()
+        raise KeyboardInterrupt
+
+
+def stop_handled() -> None:
+    """The stop reached the top (the CLI is exiting): nothing left to raise again."""
+    global _requested
+    _requested = False

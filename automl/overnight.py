@@ -32,6 +32,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from automl import interrupts
 from automl.config import StudyFile
 from automl.errors import AutoMLError
 from automl.study.budget import search_seconds
@@ -305,6 +306,7 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
             study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
                             completed_hooks=completed_hooks,
                             stop_when=SearchGate(prep, plan, storage))
+    interrupts.raise_if_requested()  # never start the final after a stop that something swallowed
     spent = search_time(sf, storage)
     if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
         _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
+from automl import interrupts
 from automl.errors import AutoMLError
 from automl.terminal import visible
 
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _raise_interrupt(signum, frame):
     # SIGTERM takes the same path as Ctrl-C: Optuna marks the running trial failed (so it is
-    # retried on resume) and the study stays consistent.
+    # retried on resume) and the study stays consistent. The request is also remembered, in case
+    # the exception lands where something swallows it (interrupts.raise_if_requested).
+    interrupts.request_stop()
     raise KeyboardInterrupt
 
 
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print_error(console, exc, args.verbose)
         return 2
     except KeyboardInterrupt:
+        interrupts.stop_handled()
         console.print("interrupted: the running trial is marked failed; run the same command to resume")
         return 130
     except Exception as exc:

@@ -15,7 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from automl import faults
+from automl import faults, interrupts
 from automl.config import StudyFile
 from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.split import assign_roles, keep_data_split
@@ -296,6 +296,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     timeout = timeout_s if timeout_s is not None else sf.budget.timeout
     log.info("study %s on %s", study.study_name, mask_url(prep.storage_url))
     while True:
+        interrupts.raise_if_requested()  # a SIGTERM that something swallowed still stops the search
         recover(study, sf.storage.max_retries, start_lock=starting.lock_path,
                 ownerless_grace_s=sf.storage.grace_period, callbacks=callbacks or ())
         best.promote(study._storage)
