@@ -162,8 +162,10 @@ def test_an_interrupt_dropped_by_a_finalizer_is_raised_again(monkeypatch):
 def test_stale_trial_of_a_remote_worker_is_retried_by_heartbeat(pg_url, tiny_study, runs_root, tmp_path):
     """A worker on another machine dies: nobody can check its pid, only its heartbeat stops."""
     name = f"hb_{uuid.uuid4().hex[:8]}"
-    path = tiny_study(name=name, **{"budget.n_trials": 2, "budget.trial_epochs": 3, "storage.url": pg_url,
-                                    "storage.heartbeat_interval": 1, "storage.grace_period": 3})
+    # long enough trials (a few seconds) that the poll below sees one running before it completes
+    path = tiny_study(name=name, **{"budget.n_trials": 2, "budget.trial_epochs": 30, "pruner": {"type": "none"},
+                                    "storage.url": pg_url, "storage.heartbeat_interval": 1,
+                                    "storage.grace_period": 3})
     try:
         proc = _cli("worker", str(path), "--runs-root", str(runs_root), log=tmp_path / "remote.log")
         number = _wait_for(_running_trial_of(lambda: _study(path, runs_root), proc.pid), 180, "a running trial")
