@@ -106,3 +106,13 @@ def write_dataset(ds, root: Path) -> Path:
             Image.fromarray(img).save(root / split.name / "images" / f"{stem}.png")
             Image.fromarray(m).save(root / split.name / "masks" / f"{stem}.png")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_request_left_over():
+    """A test that runs the CLI's SIGTERM handler in-process leaves its stop request behind (a real
+    process exits on it); the next test must not inherit it."""
+    from automl import interrupts
+
+    yield
+    interrupts.stop_handled()
