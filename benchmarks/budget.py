@@ -1,27 +1,58 @@
-"""Does the search pay for itself? On CamVid-small, at equal wall time T:
+"""Does the search pay for itself on data it never saw? At equal wall time T, per seed:
 
-  (a) the default recipe (FPN-resnet18, Adam 2e-4, cosine, CE, 128² random crops + flip: the
-      search space's baseline) trained for as many epochs as fit in T;
-  (b) `automl run <study> --budget T`: search, retrain the winner, export, INT8, bundle;
+  (a) the default recipe (the search space's baseline: FPN-resnet18, Adam 2e-4, cosine, CE,
+      128² random crops + flip) trained for as long as fits in T, on every train/ image: it
+      takes no decision, so it needs no selection split;
+  (b) `automl run <study> --budget T`: studies/camvid.yaml's settings (the options below
+      override them), search, retrain the selected trial, export, INT8, bundle. Its search,
+      TTA and INT8 select on a seeded share of train/ (data.val_fraction, 0.2 in the study file);
+      it trains on the rest;
 
-and the rank correlation (Spearman) between the search's short-trial score and a longer
-training of the same configuration, for the baseline plus configurations drawn at random from
-search_spaces/cpu.yaml.
+both scored on the untouched split with the final stage's own mIoU code
+(automl.final.evaluate, the torch model for (a); (b)'s figures are its report.json
+`holdout.scores`: the shipped variant and the torch fp32 model). (b) never reads that split
+before its final score; (a)'s curve points are scored on it too (it decides nothing from them).
 
-    python -m benchmarks.budget --data ../shared/datasets/camvid-small --minutes 45
+Datasets (--dataset):
+  camvid   ../shared/datasets/camvid-small (--data): 367 train / 101 val at 240x180, 11 classes;
+           the untouched split is its val/ (b selects on 73 images carved from train/).
+  em-like  generated here, deterministically (benchmarks/em_like.py), into <workdir>/em-like:
+           30 train / 12 test at 512x512, 2 classes (cell, membrane); the untouched split is
+           test/, and (b) carves its selection split from train/ like camvid (24 train / 6
+           selection); (a) trains on all 30.
 
-With --parallel (the default when the machine has two or more cores) (a) and (b) run at the
-same time, each pinned to its own core with one thread: equal hardware, equal wall time, and
-the pair takes T instead of 2T. The rank part then trains its configurations in one process
-per core. Every part writes <workdir>/<part>.json; `--part table` prints the table again.
+    python -m benchmarks.budget --minutes 45 --seeds 2 --no-rank
+    python -m benchmarks.budget --dataset em-like --minutes 10 --seeds 2 --no-rank
+
+Seeds run one after another; each seed s runs (a) (training seed s) and (b) (sampler.seed s,
+which seeds its trials) at the same moment, each pinned to its own core (taskset, cores 0 and
+1) with one thread (--parallel, the default on two or more cores; --no-parallel runs them one
+after the other, unpinned). A seed takes T plus what (b) runs past T: on em-like its
+post-retrain stage (latency of 6 variants at 512x512 on one thread, holdout scoring) took 3.5
+minutes in a smoke run, more than its reserve. A table is printed per seed, then a summary
+(mean ± half-range and s.d. over seeds). Every part writes
+<workdir>/seed_<s>/<part>.json; `--part table` prints the tables again.
+
+The rank part (skip it with --no-rank) then trains --configs configurations short and long
+and gives the Spearman rank correlation between the search's short-trial score and a longer
+training of the same configuration; on CamVid-small with the defaults it takes about another
+30 minutes on two cores.
+
+Disk: about 0.3 GB per seed (each (b) keeps its best trial's weights, the retrained model and a
+bundle with ONNX fp32 and INT8), plus 10 MB for em-like's images. Memory: under 2 GB per arm.
+Use an idle machine with at least two cores: another process on the same cores makes both arms
+slower by different amounts, and the two arms no longer compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -30,31 +61,64 @@ from pathlib import Path
 import optuna
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from scipy.stats import spearmanr
 
+from automl.bundle.predictor import TorchPredictor
+from automl.bundle.variants import TORCH_FP32, Variant
 from automl.config import load_study_file
-from automl.study.runner import prepare
-from automl.trial.engine import fit
+from automl.final.evaluate import evaluate
+from automl.final.retrain import trainval_split
+from automl.study.runner import final_study, prepare
+from automl.study.selection import describe
+from automl.trial.augment import eval_transform
+from automl.trial.engine import TimeStats, fit, subset_indices
+from automl.trial.length import FinishBy
 from automl.trial_config import TrialConfig
+from benchmarks import em_like
 from benchmarks.common import camvid_data, fresh_workdir
 
-EVAL_SUBSET = 0.3  # intermediate epochs are scored on this share of val, the last on all of it
+EVAL_SUBSET = 0.3  # rank part: intermediate epochs are scored on this share of val, the last on all of it
+STUDY_FILE = Path(__file__).parents[1] / "studies" / "camvid.yaml"
+CAMVID = Path("../shared/datasets/camvid-small")
+# (a)'s final score predicts image by image (the bundle's predictor), slower than the batched
+# val pass its calibration timed: this many of those passes are kept for it at the end
+SCORE_PASSES = 1.5
+# options that default to studies/camvid.yaml's value: option -> (section, key)
+FROM_STUDY = {"trial_epochs": ("budget", "trial_epochs"), "trial_schedule_epochs": ("budget", "trial_schedule_epochs"),
+              "patience": ("budget", "patience"), "startup_trials": ("sampler", "n_startup_trials"),
+              "min_final_epochs": ("run", "min_final_epochs"), "search_fraction": ("run", "search_fraction"),
+              "val_fraction": ("data", "val_fraction")}
+# options a part's child process gets again
+PASSED = ("minutes", "configs", "long_epochs", "seed", *FROM_STUDY)
+
+
+def study_base() -> dict:
+    return yaml.safe_load(STUDY_FILE.read_text())
+
+
+def data_section(args: argparse.Namespace) -> dict:
+    """The dataset's own `data:` keys, with the study file's split rule and --val-fraction."""
+    own = camvid_data(args.data) if args.dataset == "camvid" else em_like.data_section(args.data)
+    split = {k: v for k, v in study_base()["data"].items() if k in ("val_fraction", "split_seed", "min_val_images")}
+    return {**own, **split, **({} if args.val_fraction is None else {"val_fraction": args.val_fraction})}
 
 
 def study_doc(args: argparse.Namespace, threads: int) -> dict:
-    """The study `automl run` gets: studies/camvid.yaml's settings, no trial-count cap."""
-    budget = {"n_trials": 1000, "trial_epochs": args.trial_epochs, "timeout": args.minutes * 60,
-              "trial_time_limit": "15m"}
-    if args.patience:
-        budget["patience"] = args.patience
-    if args.trial_schedule_epochs:
-        budget["trial_schedule_epochs"] = args.trial_schedule_epochs
-    return {"name": "budget", "data": camvid_data(args.data), "search_space": "space.yaml", "budget": budget,
-            "eval": {"subset": EVAL_SUBSET}, "pruner": {"type": "hyperband", "min_resource": 2, "reduction_factor": 3},
-            "sampler": {"seed": 0, "n_startup_trials": args.startup_trials}, "device": "cpu",
-            "final": {"latency_threads": threads},
-            "run": {"min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction}}
+    """The study `automl run` gets: studies/camvid.yaml with the benchmark's data, the options,
+    this arm's seed, one process's threads for latency, and no trial-count cap."""
+    doc = study_base()
+    for opt, (section, key) in FROM_STUDY.items():
+        value = getattr(args, opt)
+        if value:
+            doc.setdefault(section, {})[key] = value
+        elif value is not None:  # 0: off (patience, trial_schedule_epochs)
+            doc.get(section, {}).pop(key, None)
+    doc["budget"].update(n_trials=1000, timeout=args.minutes * 60)
+    doc["sampler"]["seed"] = args.arm_seed
+    doc["final"] = {**doc.get("final", {}), "latency_threads": threads}
+    return {**doc, "name": "budget", "data": data_section(args), "search_space": "space.yaml", "device": "cpu"}
 
 
 def _pin(cpu: int | None) -> int:
@@ -76,6 +140,13 @@ def _prepared(args: argparse.Namespace, threads: int):
     return prepare(load_study_file(path, runs_root=args.workdir / "runs"))
 
 
+def _holdout(prep):
+    if prep.data.holdout is None:
+        raise SystemExit(f"{prep.sf.data.root}: no untouched split (set --val-fraction; the folder needs val/ or "
+                         "test/)")
+    return prep.data.holdout
+
+
 def baseline_config(prep, epochs: int, seed: int = 0) -> TrialConfig:
     """The space's baseline block as a TrialConfig: exactly the search's enqueued first trial."""
     trial = optuna.trial.FixedTrial(prep.space.checked_baseline())
@@ -83,23 +154,42 @@ def baseline_config(prep, epochs: int, seed: int = 0) -> TrialConfig:
 
 
 def part_default(args: argparse.Namespace) -> dict:
-    """(a): one calibration epoch gives the epoch time; the cosine schedule then spans as many
-    epochs as fit in what is left of T. The calibration epoch counts against T."""
+    """(a): one calibration epoch times an epoch and a val pass; the run is planned from them and
+    re-planned after its second epoch (the final retrain's FinishBy) so that training, its curve
+    points (on the study's eval.subset of the holdout, as (b)'s final scores its own) and the
+    final score end at T. The calibration counts against T."""
     t0 = time.monotonic()
     threads = _pin(args.cpu)
     prep = _prepared(args, threads)
-    calib = fit(baseline_config(prep, 1), prep.data, prep.runtime)
-    # training time per epoch and the cost of one full val pass, apart: the calibration epoch's
-    # wall time includes model build, warm-up and evaluation, and taken as the epoch time it
-    # leaves much of T unused (the measured shortfall is in benchmarks/README.md)
-    epoch_s, eval_s = calib.times.train_s, calib.times.eval_s
-    left = args.minutes * 60 - (time.monotonic() - t0) - 4 * eval_s  # 3 curve points + the last
-    epochs = max(1, math.floor(0.98 * left / epoch_s))
-    quarters = {max(1, round(epochs * q)) for q in (0.25, 0.5, 0.75)}
-    res = fit(baseline_config(prep, epochs), prep.data, prep.runtime, eval_epochs=quarters)
-    return {"part": "default", "val_miou": res.history[-1].miou, "epochs": epochs, "epoch_s": round(epoch_s, 2),
+    holdout = _holdout(prep)
+    # every train/ image (train + the selection split); the curve is scored on the holdout
+    data = dataclasses.replace(prep.data, splits={"train": trainval_split(prep.data), "val": holdout},
+                               holdout_key=None)
+    calib = fit(baseline_config(prep, 1, args.arm_seed), data, prep.runtime)
+    epoch_s, pass_s = calib.times.train_s, calib.times.eval_s
+    subset = prep.sf.eval.subset
+    sub_s = pass_s * len(subset_indices(len(holdout), subset)) / len(holdout)
+    finish_by = t0 + args.minutes * 60 - SCORE_PASSES * pass_s
+    planned = max(1, math.floor((finish_by - time.monotonic() - 3 * sub_s - pass_s) / epoch_s))
+    cfg = baseline_config(prep, planned, args.arm_seed)
+    times = TimeStats()
+    length = FinishBy(planned, finish_by, eval_points=4, subset_pass_s=sub_s, full_pass_s=pass_s,
+                      subset_passes=lambda: times.eval_subset_s)
+    res = fit(cfg, data, prep.runtime, eval_subset=subset, eval_batch_size=prep.sf.eval.batch_size, times=times,
+              length=length)
+    t_score = time.monotonic()
+    n_cls, ignore = cfg.data.num_classes, cfg.data.ignore_index
+    scores = evaluate(TorchPredictor(res.model.cpu().eval(), eval_transform(cfg.data), n_cls), holdout, n_cls, ignore)
+    wall = time.monotonic() - t0
+    return {"part": "default", "seed": args.arm_seed, "minutes": args.minutes, "dataset": args.dataset,
+            "holdout": prep.data.sources["holdout"], "holdout_images": len(holdout), "train_images": len(data.train),
+            "holdout_miou": scores.miou, "holdout_scores": scores.as_dict(cfg.data.classes),
+            "holdout_miou_engine": res.history[-1].miou, "epochs": res.epochs, "planned_epochs": planned,
+            "epoch_s": round(statistics.median(times.epoch_train_s[1:] or times.epoch_train_s), 2),
+            "calib_epoch_s": round(epoch_s, 2), "calib_pass_s": round(pass_s, 2), "score_s": round(time.monotonic() - t_score, 1),
             "curve": {h.epoch: round(h.miou, 4) for h in res.history}, "threads": threads,
-            "wall_s": round(time.monotonic() - t0, 1), "config": baseline_config(prep, epochs).summary()}
+            "wall_s": round(wall, 1), "used_frac": round(wall / (args.minutes * 60), 3),
+            "config": cfg.with_changes(epochs=res.epochs).summary()}
 
 
 def part_run(args: argparse.Namespace) -> dict:
@@ -107,6 +197,7 @@ def part_run(args: argparse.Namespace) -> dict:
     t0 = time.monotonic()
     threads = _pin(args.cpu)
     prep = _prepared(args, threads)
+    _holdout(prep)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "automl", "run", str(args.workdir / "run.yaml"), "--runs-root",
            str(args.workdir / "runs"), "--budget", f"{args.minutes:g}m"]
@@ -114,24 +205,31 @@ def part_run(args: argparse.Namespace) -> dict:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.monotonic() - t0
     report = json.loads((prep.sf.run_dir / "bundle" / "report.json").read_text())
-    study = optuna.load_study(study_name=prep.sf.name, storage=prep.storage_url)
+    study = final_study(prep.sf, prep.storage_url)
+    attrs = study.user_attrs
     states = [t.state.name for t in study.trials]
-    val = report["evaluation"]["val"]
-    return {"part": "run", "val_miou": val["torch_fp32"]["miou"], "shipped": report["default_predictor"]["variant"],
-            "shipped_val_miou": val[_key(report["default_predictor"])]["miou"],
-            "int8_val_miou": val.get("ort_int8", {}).get("miou"), "epochs": report["retrain"]["epochs"],
+    d = report["default_predictor"]
+    shipped = Variant(d["backend"], d["precision"], d["tta"]).key
+    held, val = report["holdout"]["scores"], report["evaluation"]["val"]
+    selection = attrs.get("selection")
+    return {"part": "run", "seed": args.arm_seed, "minutes": args.minutes, "dataset": args.dataset,
+            "holdout": report["holdout"]["source"], "holdout_images": report["holdout"]["images"],
+            "train_images": report["data_split"]["train_images"],
+            "selection_images": report["data_split"]["selection_images"],
+            "holdout_miou": held[TORCH_FP32.key]["miou"], "shipped": d["variant"], "shipped_key": shipped,
+            "shipped_holdout_miou": held[shipped]["miou"], "int8_holdout_miou": held.get("ort_int8", {}).get("miou"),
+            "holdout_by_variant": {k: v["miou"] for k, v in held.items()},
+            "selection_miou": val[TORCH_FP32.key]["miou"], "shipped_selection_miou": val[shipped]["miou"],
+            "int8_accepted": report["int8"]["accepted"], "epochs": report["retrain"]["epochs"],
             "final_wall_s": report["wall_s"], "retrain_wall_s": report["retrain"]["wall_s"],
             "trials": {s: states.count(s) for s in sorted(set(states))}, "threads": threads,
             "best_trial": report["search"]["retrained_trial"], "config": report["retrain"]["config"],
-            "search_wall_s": report["search"]["wall_s"], "startup_trials": args.startup_trials,
-            "patience": args.patience, "trial_schedule_epochs": args.trial_schedule_epochs,
-            "min_final_epochs": args.min_final_epochs, "search_fraction": args.search_fraction,
-            "wall_s": round(wall, 1)}
-
-
-def _key(default: dict) -> str:
-    base = "torch_fp32" if default["backend"] == "torch" else f"ort_{default['precision']}"
-    return base + ("_tta" if default["tta"] else "")
+            "search_wall_s": report["search"]["wall_s"], "selection": selection,
+            "selection_text": describe(selection) if selection else None,
+            "expected_epochs": attrs.get("run_expected_epochs"), "run_used_frac": attrs.get("run_used_frac"),
+            "run_search_s": attrs.get("run_search_s"), "run_final_s": attrs.get("run_final_s"),
+            "options": {opt: getattr(args, opt) for opt in FROM_STUDY},
+            "wall_s": round(wall, 1), "used_frac": round(wall / (args.minutes * 60), 3)}
 
 
 def rank_configs(prep, n: int, seed: int, epochs: int) -> list[TrialConfig]:
@@ -170,18 +268,18 @@ def part_rank(args: argparse.Namespace) -> dict:
     return {"part": f"rank_{k}", "rows": rows, "long_epochs": args.long_epochs}
 
 
-def _child(args: argparse.Namespace, part: str, cpu: int | None, extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "benchmarks.budget", "--part", part, "--data", str(args.data), "--minutes",
-           f"{args.minutes:g}", "--workdir", str(args.workdir), "--configs", str(args.configs), "--long-epochs",
-           str(args.long_epochs), "--seed", str(args.seed), "--trial-epochs", str(args.trial_epochs),
-           "--startup-trials", str(args.startup_trials), "--min-final-epochs", str(args.min_final_epochs),
-           "--search-fraction", str(args.search_fraction),
-           *(["--patience", str(args.patience)] if args.patience else []),
-           *(["--trial-schedule-epochs", str(args.trial_schedule_epochs)] if args.trial_schedule_epochs else []),
+def _child(args: argparse.Namespace, part: str, cpu: int | None, workdir: Path, seed: int = 0,
+           extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "benchmarks.budget", "--part", part, "--dataset", args.dataset, "--data",
+           str(args.data), "--workdir", str(workdir), "--arm-seed", str(seed),
+           *(x for opt in PASSED if getattr(args, opt) is not None
+             for x in (f"--{opt.replace('_', '-')}", str(getattr(args, opt)))),
            *([] if args.short else ["--no-short"]), *extra]
     if cpu is None:
         return subprocess.Popen(cmd)
-    return subprocess.Popen([*cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # taskset pins the interpreter from its start; the part pins itself again and sets one thread
+    pin = ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+    return subprocess.Popen([*pin, *cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:
@@ -190,75 +288,178 @@ def _wait(procs: list[subprocess.Popen]) -> None:
         raise SystemExit(f"a benchmark part failed (exit codes {codes}); see {procs[0].args}")
 
 
-def print_table(workdir: Path) -> None:
-    def load(name: str) -> dict | None:
-        p = workdir / f"{name}.json"
-        return json.loads(p.read_text()) if p.exists() else None
+def _load(folder: Path, name: str) -> dict | None:
+    p = folder / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
 
-    a, b = load("default"), load("run")
-    t = Table(title="CamVid-small val mIoU at equal wall time")
-    for col in ("", "val mIoU", "wall min", "threads", "trials", "search min", "final epochs", "config"):
+
+def _pct(frac: float | None) -> str:
+    return "?" if frac is None else f"{frac:.0%}"
+
+
+def _expected(b: dict) -> str:
+    e = b.get("expected_epochs") or {}
+    return "; ".join(f"{who} #{x['trial']} ~{x['epochs']:.0f} ({x['epoch_s']:.2f} s/epoch)" for who, x in e.items()) or "?"
+
+
+def print_seed(folder: Path) -> None:
+    a, b = _load(folder, "default"), _load(folder, "run")
+    ref = a or b
+    if ref is None:
+        return
+    split = f"{ref['holdout']}, {ref['holdout_images']} images"
+    t = Table(title=f"{ref['dataset']}, seed {ref['seed']}, T = {ref['minutes']:g} min: mIoU on the untouched "
+                    f"split ({escape(split)})")
+    for col in ("", "holdout mIoU", "wall min (% of T)", "train images", "trials", "final epochs", "config"):
         t.add_column(col)
     if a:
-        t.add_row("(a) default recipe", f"{a['val_miou']:.4f}", f"{a['wall_s'] / 60:.1f}", str(a["threads"]), "-",
-                  "-", str(a["epochs"]), a["config"])
+        t.add_row("(a) default recipe", f"{a['holdout_miou']:.4f}", f"{a['wall_s'] / 60:.1f} ({_pct(a['used_frac'])})",
+                  str(a["train_images"]), "-", f"{a['epochs']} x {a['epoch_s']:.2f} s", escape(a["config"]))
     if b:
         trials = ", ".join(f"{v} {k.lower()}" for k, v in b["trials"].items())
-        t.add_row("(b) automl run", f"{b['val_miou']:.4f} (shipped {b['shipped']}: {b['shipped_val_miou']:.4f}; "
-                  f"int8 {b['int8_val_miou'] or float('nan'):.4f})", f"{b['wall_s'] / 60:.1f}", str(b["threads"]),
-                  trials, f"{b['search_wall_s'] / 60:.1f}" if "search_wall_s" in b else "?", str(b["epochs"]),
-                  b["config"])
+        int8 = "" if b["int8_holdout_miou"] is None else f"; int8 {b['int8_holdout_miou']:.4f}"
+        t.add_row("(b) automl run", f"{b['holdout_miou']:.4f} torch fp32; shipped {escape(b['shipped'])} "
+                  f"{b['shipped_holdout_miou']:.4f}{int8}",
+                  f"{b['wall_s'] / 60:.1f} ({_pct(b['used_frac'])}; run_used_frac {_pct(b['run_used_frac'])})",
+                  f"{b['train_images']} (+{b['selection_images']} selection)", trials, str(b["epochs"]),
+                  escape(b["config"]))
+    con = Console(width=200)
+    con.print(t)
+    if b:
+        con.print(f"(b) retrained trial #{b['best_trial']['number']}; selection: "
+                  f"{escape(b['selection_text'] or 'no incumbent rule record')}")
+        con.print(f"(b) expected final epochs: {escape(_expected(b))}; search {(b['run_search_s'] or 0) / 60:.1f} min, "
+                  f"final {(b['run_final_s'] or 0) / 60:.1f} min")
+
+
+def _spread(values: list[float], digits: int = 4) -> tuple[str, str, str, str]:
+    """mean, ± half-range, s.d. (two or more values), the values."""
+    mean = statistics.fmean(values)
+    half = (max(values) - min(values)) / 2
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    f = f"{{:.{digits}f}}"
+    return f.format(mean), "± " + f.format(half), f.format(sd), ", ".join(f.format(v) for v in values)
+
+
+def print_summary(folders: list[Path]) -> None:
+    if not folders:
+        return
+    pairs = [(a, b) for a, b in ((_load(f, "default"), _load(f, "run")) for f in folders)]
+    a_all, b_all = [a for a, _ in pairs if a], [b for _, b in pairs if b]
+    both = [(a, b) for a, b in pairs if a and b]
+    if not a_all and not b_all:
+        return
+    rows: list[tuple[str, list[float], int]] = [
+        ("(a) default recipe, holdout mIoU", [a["holdout_miou"] for a in a_all], 4),
+        ("(b) shipped, holdout mIoU", [b["shipped_holdout_miou"] for b in b_all], 4),
+        ("(b) torch fp32, holdout mIoU", [b["holdout_miou"] for b in b_all], 4),
+        ("(b) shipped − (a)", [b["shipped_holdout_miou"] - a["holdout_miou"] for a, b in both], 4),
+        ("(b) torch fp32 − (a)", [b["holdout_miou"] - a["holdout_miou"] for a, b in both], 4),
+        ("(b) shipped − (b) torch fp32", [b["shipped_holdout_miou"] - b["holdout_miou"] for b in b_all], 4),
+        ("(b) budget used, % of T (run_used_frac)", [100 * b["run_used_frac"] for b in b_all
+                                                     if b.get("run_used_frac") is not None], 1),
+        ("(b) wall, % of T", [100 * b["used_frac"] for b in b_all], 1),
+        ("(a) wall, % of T", [100 * a["used_frac"] for a in a_all], 1),
+        ("(b) final epochs", [b["epochs"] for b in b_all], 0),
+        ("(a) epochs", [a["epochs"] for a in a_all], 0),
+    ]
+    ref = (a_all or b_all)[0]
+    t = Table(title=f"{ref['dataset']}, T = {ref['minutes']:g} min, {len(pairs)} seed(s): untouched split "
+                    f"{escape(ref['holdout'])}")
+    for col in ("", "mean", "half-range", "s.d.", "per seed"):
+        t.add_column(col)
+    for label, values, digits in rows:
+        if values:
+            t.add_row(label, *_spread(values, digits))
     Console(width=200).print(t)
+
+
+def print_rank(workdir: Path) -> None:
     rows = sorted((r for f in sorted(workdir.glob("rank_*.json")) for r in json.loads(f.read_text())["rows"]),
                   key=lambda r: r["i"])
-    if rows:
-        r = Table(title="short trial vs long training, same configuration")
-        ep = rows[0]["short_epochs"]
-        for col in ("#", "config", f"short ({ep} ep)", "long", f"long at ep {ep}", "wall min"):
-            r.add_column(col)
-        for row in rows:
-            short = "-" if row["short"] is None else f"{row['short']:.4f}"
-            r.add_row(str(row["i"]), row["config"], short, f"{row['long']:.4f}",
-                      f"{row['at_trial_epochs_of_long']:.4f}", f"{row['wall_s'] / 60:.1f}")
-        Console(width=200).print(r)
-        if len(rows) >= 3:
-            long = [x["long"] for x in rows]
-            for label, key in ((f"short trial ({ep} ep, own schedule)", "short"),
-                               (f"epoch {ep} of the long schedule", "at_trial_epochs_of_long")):
-                if any(x[key] is None for x in rows):
-                    continue
-                rho, p = spearmanr([x[key] for x in rows], long)
-                Console().print(f"Spearman rank correlation, {label} vs long ({rows[0].get('long_epochs', '?')} ep): "
-                                f"{rho:.3f} (p = {p:.3f}, n = {len(rows)})")
+    if not rows:
+        return
+    r = Table(title="short trial vs long training, same configuration (scored on the selection split)")
+    ep = rows[0]["short_epochs"]
+    for col in ("#", "config", f"short ({ep} ep)", "long", f"long at ep {ep}", "wall min"):
+        r.add_column(col)
+    for row in rows:
+        short = "-" if row["short"] is None else f"{row['short']:.4f}"
+        r.add_row(str(row["i"]), row["config"], short, f"{row['long']:.4f}",
+                  f"{row['at_trial_epochs_of_long']:.4f}", f"{row['wall_s'] / 60:.1f}")
+    Console(width=200).print(r)
+    if len(rows) >= 3:
+        long = [x["long"] for x in rows]
+        for label, key in ((f"short trial ({ep} ep, own schedule)", "short"),
+                           (f"epoch {ep} of the long schedule", "at_trial_epochs_of_long")):
+            if any(x[key] is None for x in rows):
+                continue
+            rho, p = spearmanr([x[key] for x in rows], long)
+            Console().print(f"Spearman rank correlation, {label} vs long ({rows[0].get('long_epochs', '?')} ep): "
+                            f"{rho:.3f} (p = {p:.3f}, n = {len(rows)})")
+
+
+def seed_folders(workdir: Path) -> list[Path]:
+    return sorted(workdir.glob("seed_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def print_table(workdir: Path) -> None:
+    folders = seed_folders(workdir)
+    for folder in folders:
+        print_seed(folder)
+    if folders:
+        print_summary(folders)
+    print_rank(workdir)
+
+
+def _defaults(args: argparse.Namespace) -> None:
+    """Options not given take studies/camvid.yaml's value; --data its dataset's place."""
+    doc = study_base()
+    for opt, (section, key) in FROM_STUDY.items():
+        if getattr(args, opt) is None:
+            setattr(args, opt, doc.get(section, {}).get(key))
+    args.workdir = args.workdir.resolve()
+    if args.data is None:
+        args.data = CAMVID if args.dataset == "camvid" else args.workdir / "em-like"
+    args.data = args.data.resolve()
+
+
+def _ensure_data(args: argparse.Namespace) -> None:
+    if args.dataset == "em-like":
+        em_like.generate(args.data)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("../shared/datasets/camvid-small"))
+    ap.add_argument("--dataset", choices=["camvid", "em-like"], default="camvid")
+    ap.add_argument("--data", type=Path, help="camvid: the dataset (default ../shared/datasets/camvid-small); "
+                                              "em-like: where it is generated (default <workdir>/em-like)")
     ap.add_argument("--minutes", type=float, default=45, help="T, the wall time of (a) and of (b)")
+    ap.add_argument("--seeds", type=int, default=1, help="seeds, run one after another")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (seed 0: studies/camvid.yaml's)")
     ap.add_argument("--workdir", type=Path, default=Path("runs/bench_budget"))
     ap.add_argument("--part", choices=["all", "default", "run", "rank", "table"], default="all")
     ap.add_argument("--parallel", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2)
     ap.add_argument("--cpu", type=int, default=None, help="pin this part to one core (set by --parallel)")
+    ap.add_argument("--arm-seed", type=int, default=0, help="one part's seed (set by --seeds)")
     ap.add_argument("--configs", type=int, default=6, help="configurations in the rank correlation")
     ap.add_argument("--long-epochs", type=int, default=15, help="the long training's epochs")
-    ap.add_argument("--trial-epochs", type=int, default=6, help="the search's trial length (studies/camvid.yaml)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--startup-trials", type=int, default=8, help="(b): TPE's random start-up trials")
-    ap.add_argument("--patience", type=int, help="(b): budget.patience (default: off)")
-    ap.add_argument("--min-final-epochs", type=int, default=40, help="(b): run.min_final_epochs (studies/camvid.yaml)")
-    ap.add_argument("--search-fraction", type=float, default=0.3,
-                    help="(b): run.search_fraction (studies/camvid.yaml)")
-    ap.add_argument("--trial-schedule-epochs", type=int, default=15,
-                    help="(b): budget.trial_schedule_epochs, as in studies/camvid.yaml (0: off)")
+    ap.add_argument("--seed", type=int, default=1, help="rank part: the random draw of configurations")
+    study = "default: studies/camvid.yaml's"
+    ap.add_argument("--trial-epochs", type=int, help=f"the search's trial length ({study})")
+    ap.add_argument("--startup-trials", type=int, help=f"(b): TPE's random start-up trials ({study})")
+    ap.add_argument("--patience", type=int, help=f"(b): budget.patience (0: off; {study})")
+    ap.add_argument("--min-final-epochs", type=int, help=f"(b): run.min_final_epochs ({study})")
+    ap.add_argument("--search-fraction", type=float, help=f"(b): run.search_fraction ({study})")
+    ap.add_argument("--trial-schedule-epochs", type=int, help=f"(b): budget.trial_schedule_epochs (0: off; {study})")
+    ap.add_argument("--val-fraction", type=float, help=f"(b): data.val_fraction, the selection split ({study})")
     ap.add_argument("--no-rank", dest="rank", action="store_false", help="(a) and (b) only")
     ap.add_argument("--no-short", dest="short", action="store_false",
                     help="rank part: long training only (epoch trial_epochs of it is what a trial with "
                          "budget.trial_schedule_epochs = long epochs scores)")
     ap.add_argument("--shard", default="0/1", help="rank part: this process's share k/n of the configurations")
     args = ap.parse_args()
-    args.workdir = args.workdir.resolve()
-    args.data = args.data.resolve()
+    _defaults(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     if args.part == "table":
@@ -266,18 +467,27 @@ def main() -> None:
     if args.part != "all":
         if not (args.workdir / "space.yaml").exists():
             fresh_workdir(args.workdir)
+        _ensure_data(args)
         out = {"default": part_default, "run": part_run, "rank": part_rank}[args.part](args)
         (args.workdir / f"{out['part']}.json").write_text(json.dumps(out, indent=1))
         return None
     fresh_workdir(args.workdir)
-    if args.parallel:
-        _wait([_child(args, "default", 0), _child(args, "run", 1)])
-        if args.rank:
-            _wait([_child(args, "rank", k, ("--shard", f"{k}/2")) for k in range(2)])
-    else:
-        for part in ("default", "run", "rank")[:3 if args.rank else 2]:
-            _wait([_child(args, part, None)])
-    print_table(args.workdir)
+    _ensure_data(args)
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        folder = fresh_workdir(args.workdir / f"seed_{seed}")
+        if args.parallel:
+            _wait([_child(args, "default", 0, folder, seed), _child(args, "run", 1, folder, seed)])
+        else:
+            for part in ("default", "run"):
+                _wait([_child(args, part, None, folder, seed)])
+        print_seed(folder)  # the summary comes after the last seed
+    if args.rank:
+        if args.parallel:
+            _wait([_child(args, "rank", k, args.workdir, extra=("--shard", f"{k}/2")) for k in range(2)])
+        else:
+            _wait([_child(args, "rank", None, args.workdir)])
+    print_summary(seed_folders(args.workdir))
+    print_rank(args.workdir)
     return None
 
 
