@@ -217,8 +217,10 @@ def test_report_contents(rejected):
     assert report == json.loads(json.dumps(res.report))
     classes = list(sf.data.classes)
     assert report["holdout"]["source"] == "test/" and report["holdout"]["images"] == 2
+    assert VARIANTS_VAL <= set(report["evaluation"]["val"])
+    # the holdout: the variants without TTA, and the default (ORT fp32 + TTA here)
+    assert list(report["holdout"]["scores"]) == ["torch_fp32", "ort_fp32", "ort_fp32_tta", "ort_int8"]
     for split, ev in (("val", report["evaluation"]["val"]), ("holdout", report["holdout"]["scores"])):
-        assert VARIANTS_VAL <= set(ev), (split, set(ev))
         for v in ev.values():
             assert set(v["per_class_iou"]) == set(classes) and 0.0 <= v["miou"] <= 1.0
     tta = report["tta"]

@@ -170,3 +170,24 @@ def test_lambda_onecycle_matches_torch_onecycle():
                         o.step()
                     old.step()
                     new.step()
+
+
+def test_latency_timing_shrinks_to_its_time_box_but_keeps_a_floor(monkeypatch):
+    """Under `automl run` the final's latency timing gets the time left: each call here costs 1 s
+    of a fake clock, so a box of 20 s over 2 variants times (10 − warm-up) runs each, and a box of
+    0 s still times MIN_RUNS; without a box every requested run is timed."""
+    import automl.final.latency as latency
+
+    c = FakeClock()
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=c, sleep=lambda s: None))
+
+    def call():
+        c.t += 1.0
+
+    fns = {"a": call, "b": call}
+    boxed = latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0, max_s=20.0)
+    assert [lat.runs for lat in boxed.values()] == [8, 8]
+    assert all(lat.median_ms == 1000.0 for lat in boxed.values())
+    assert [lat.runs for lat in latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0, max_s=0.0).values()] \
+        == [latency.MIN_RUNS] * 2
+    assert [lat.runs for lat in latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0).values()] == [30, 30]

@@ -25,11 +25,21 @@ def _stats(times: list[float], warmup: int) -> Latency:
     return Latency(statistics.median(times), q[0], q[-1], len(times), warmup)
 
 
-def measure(fn: Callable[[], object], *, runs: int, warmup: int = 5) -> Latency:
+WARMUP_RUNS = 5
+MIN_RUNS = 5  # the fewest timed runs a median is taken from, whatever the time box
+BUNDLE_WRITE_S = 5.0  # saving weights, ONNX files, the report and its plot: kept free of latency timing
+
+
+def measure(fn: Callable[[], object], *, runs: int, warmup: int = 5, max_s: float | None = None) -> Latency:
+    """``runs`` timed calls after ``warmup`` untimed ones; with ``max_s``, fewer once the
+    calls (warm-up included) have taken that long, but never fewer than :data:`MIN_RUNS`."""
+    t_start = time.perf_counter()
     for _ in range(warmup):
         fn()
-    times = []
+    times: list[float] = []
     for _ in range(runs):
+        if max_s is not None and len(times) >= MIN_RUNS and time.perf_counter() - t_start >= max_s:
+            break
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
@@ -37,15 +47,17 @@ def measure(fn: Callable[[], object], *, runs: int, warmup: int = 5) -> Latency:
 
 
 def measure_all(fns: dict[str, Callable[[], object]], *, runs: int, warmup: int = 5,
-                pause_s: float = 0.5) -> dict[str, Latency]:
-    """One variant after the other, each with its own warm-up, with a pause between them.
+                pause_s: float = 0.5, max_s: float | None = None) -> dict[str, Latency]:
+    """One variant after the other, each with its own warm-up, with a pause between them;
+    ``max_s``: the time for all of them, shared evenly (see :func:`measure`).
 
     Not interleaved: on a 2-core machine, torch (2 OpenMP threads) ran several times slower for
     a few seconds after each ONNX Runtime call in the same process, so interleaved rounds would
     time torch against ORT's leftovers. The p10/p90 in the report show how noisy a run was.
     """
     out: dict[str, Latency] = {}
+    share = None if max_s is None else max(0.0, max_s / max(1, len(fns)) - pause_s)
     for key, fn in fns.items():
         time.sleep(pause_s)
-        out[key] = measure(fn, runs=runs, warmup=warmup)
+        out[key] = measure(fn, runs=runs, warmup=warmup, max_s=share)
     return out

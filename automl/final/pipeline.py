@@ -1,6 +1,11 @@
 """The final stage, in order: retrain the chosen trial → score fp32 → decide on TTA → export
-ONNX → INT8 with fallbacks → latency → score the holdout → report → bundle (+ report attached
+ONNX → INT8 with fallbacks → score the holdout → latency → report → bundle (+ report attached
 to the study).
+
+Latency comes last because it is the only elastic step: under `automl run` it gets the time left
+before the run's end (less :data:`automl.final.latency.BUNDLE_WRITE_S`), and times fewer runs per variant when that is
+short (never fewer than :data:`automl.final.latency.MIN_RUNS`); the report gives each variant's
+runs.
 
 Every score comes from the bundle's own predictors (:mod:`automl.bundle.predictor`), so the
 report describes exactly what the bundle ships. Every decision (TTA, INT8, the default) is
@@ -34,7 +39,7 @@ from automl.data.folder import Dataset, Split, padded_size
 from automl.data.split import HOLDOUT_NOTE, RECORD_ATTR, check_same_split
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
-from automl.final.latency import Latency, measure_all
+from automl.final.latency import BUNDLE_WRITE_S, WARMUP_RUNS, Latency, measure_all
 from automl.final.plot import plot_final
 from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
 from automl.final.report import render_markdown
@@ -63,7 +68,6 @@ from automl.trial.model import count_params
 from automl.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
-WARMUP_RUNS = 5
 
 
 @dataclass
@@ -195,29 +199,42 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     return v
 
 
+def holdout_variants(v: _Variants) -> list[Variant]:
+    """What the holdout scores: the default and every variant without TTA (the fp32 reference and
+    INT8 among them). A TTA variant that is not the default costs a pass per view and ships only as
+    an option, so its holdout score is left out."""
+    default = v.default()
+    return [k for k in v.timed if not k.tta or k == default]
+
+
 def _score_holdout(v: _Variants, holdout: Split | None, cfg: TrialConfig) -> dict[Variant, Scores] | None:
-    """Each variant the bundle ships, scored once on the untouched holdout; called after every
-    decision (TTA, INT8, the default), and the only place the holdout is read."""
+    """The shipped variants (:func:`holdout_variants`), scored once on the untouched holdout;
+    called after every decision (TTA, INT8, the default), and the only place the holdout is read."""
     if holdout is None:
         return None
-    log.info("%s: %d variants on %d images", HOLDOUT_NOTE, len(v.timed), len(holdout))
+    keys = holdout_variants(v)
+    log.info("%s: %d variants on %d images", HOLDOUT_NOTE, len(keys), len(holdout))
     scorer = _Scorer(holdout, cfg)
-    for key, predictor in v.timed.items():
-        scorer(key, predictor)
+    for key in keys:
+        scorer(key, v.timed[key])
     return scorer.scores
 
 
-def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: int,
-               threads: int) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
+def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: int, threads: int,
+               max_s: float | None = None) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
     """End-to-end ``predict(image)`` per variant, and the model alone (preprocessed input in,
-    logits out) per variant without TTA: the gap is the pre/post-processing cost."""
-    log.info("latency: %d variants x %d runs, threads %d", len(predictors), runs, threads)
+    logits out) per variant without TTA: the gap is the pre/post-processing cost. ``max_s``: the
+    time for all of it (each timing gets an even share)."""
     plain = {k: p for k, p in predictors.items() if not k.tta}
+    n = len(predictors) + len(plain)
+    log.info("latency: %d variants x %d runs, threads %d%s", len(predictors), runs, threads,
+             "" if max_s is None else f", within {max_s:.0f} s (the run's budget)")
+    share = None if max_s is None else max_s * len(predictors) / n
     with torch_threads(threads):
         out = measure_all({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, runs=runs,
-                          warmup=WARMUP_RUNS)
+                          warmup=WARMUP_RUNS, max_s=share)
         model_only = measure_all({k: (lambda p=p, x=p.model_input(image): p.logits(x)) for k, p in plain.items()},
-                                 runs=runs, warmup=WARMUP_RUNS)
+                                 runs=runs, warmup=WARMUP_RUNS, max_s=None if max_s is None else max_s - share)
     for key, lat in out.items():
         alone = f", model alone {model_only[key].median_ms:.2f}" if key in model_only else ""
         log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f%s)", key.label, lat.median_ms, lat.p10_ms,
@@ -255,10 +272,10 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     # ONNX files (tens of MB) are written in the run folder: a killed final's are removed by the next run
     with owned_tempdir(sf.run_dir, "final-work") as tmp, library_temp_in(tmp):
         v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, val, notes)
-        latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
-                                         sf.final.latency_threads)
         manifest = _manifest(sf, cfg, input_size, v)
-        holdout = _score_holdout(v, data.holdout, cfg)  # last: every decision is taken
+        holdout = _score_holdout(v, data.holdout, cfg)  # every decision is taken
+        latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
+                                         sf.final.latency_threads, _latency_time(until))
         report = _report(sf, study, trial, cfg, trained, v, val, holdout, latency, model_only, data, notes)
         report["wall_s"] = round(time.monotonic() - t_start, 1)
         report = write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
@@ -271,6 +288,13 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     faults.point("bundle_written")
     _attach(sf, study, bundle_dir, report)
     return FinalResult(bundle_dir, manifest, report)
+
+
+def _latency_time(until: TrainUntil | None) -> float | None:
+    """The time left for latency timing under `automl run`; None: no limit."""
+    if until is None or until.done_by is None:
+        return None
+    return max(0.0, until.done_by - time.monotonic() - BUNDLE_WRITE_S)
 
 
 def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _Variants) -> Manifest:
@@ -327,6 +351,7 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
                                         "max_rel_diff": e.max_abs_diff, "notes": e.notes},
         "int8": _int8_report(sf, v),
         "latency": {"threads": sf.final.latency_threads, "cpu": cpu_model_name(), "runs": sf.final.latency_runs,
+                    "runs_note": "each result gives its own runs: fewer under automl run when time was short",
                     "warmup": WARMUP_RUNS, "image_size": list(data.val.images[0].shape[:2]),
                     "what": "predict(image) end to end: preprocess, model, TTA views, argmax",
                     "results": {k.key: lat.as_dict() for k, lat in latency.items()},

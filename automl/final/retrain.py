@@ -34,6 +34,8 @@ class TrainUntil:
     subset_pass_s: float = 0.0
     full_pass_s: float = 0.0
     min_epochs: int = 1
+    # when the whole final (bundle written) must end: the latency timing shrinks to fit
+    done_by: float | None = None
 
 
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
