@@ -83,7 +83,8 @@ def test_findings_name_rare_class_layout_and_label_problems():
     assert "target-centred crop" in bike
     assert "oversample" not in bike   # in 2 of 7 images: not under the 20 % image-share rule
     road_images = int((TRAIN[:, 1] > 0).sum())
-    assert any(f"road pixels sit in the bottom half in 100 % of the {road_images} images" in t for t in texts)
+    assert any(f"road: at least 67% of its pixels sit in the bottom half in 100 % of the {road_images} images"
+               in t for t in texts)
     assert any("1 train mask(s) hold no labelled pixel (all 255): train/t3" in t for t in texts)
     assert any("hold a single class (bg: train/t4)" in t for t in texts)
     bike_val = VAL[:, 2].sum() / VAL[:, :3].sum()
@@ -145,3 +146,42 @@ def test_bare_folder_audit_and_bad_folder_lists_every_problem(tmp_path, capsys, 
         assert problem in text, text
     assert "has 5 problem(s)" in text
     assert str(tmp_path) not in text   # paths relative to the data root
+
+
+def test_a_class_spread_evenly_is_no_layout_finding_but_a_two_thirds_share_is():
+    """A class spread over the whole frame, a little denser on the right (51-59 % of its pixels
+    per image): a bare majority in every image, not a layout. With 3/4 of its pixels on the
+    right in every image, it is one."""
+    rng = np.random.default_rng(0)
+    even, right = [], []
+    for _ in range(12):
+        m = np.zeros((24, 32), np.uint8)
+        m[:, :16][rng.random((24, 16)) < 0.30] = 1
+        m[:, 16:][rng.random((24, 16)) < 0.37] = 1
+        even.append(m)
+        r = np.zeros((24, 32), np.uint8)
+        r[:, 16:][rng.random((24, 16)) < 0.45] = 1
+        r[:, :16][rng.random((24, 16)) < 0.15] = 1  # 3/4 of its pixels on the right
+        right.append(r)
+    shares = [m[:, 16:].sum() / m.sum() for m in even]
+    assert 0.5 < min(shares) and max(shares) < 0.6  # a majority on the right in every image
+    images = [np.zeros((24, 32, 3), np.uint8)] * 12
+    for masks, expected in ((even, []), (right, ["right"])):
+        ds = Dataset(("bg", "cell"), VOID, {"train": Split("train", [f"t{i}" for i in range(12)], images, masks)})
+        texts = [f.text for f in findings(audit_dataset(ds)) if f.kind == "layout"]
+        assert [side for side in ("top", "bottom", "left", "right") if any(f" {side} half" in t for t in texts)] \
+            == expected, texts
+
+
+def test_binary_masks_read_with_the_foreground_as_void_are_named():
+    """The 0/255 trap: masks of 0 and 255 with ignore_index 255 leave one class and void."""
+    masks = [np.where(np.arange(20 * 30).reshape(20, 30) % 3 == 0, VOID, 0).astype(np.uint8) for _ in range(4)]
+    images = [np.zeros((20, 30, 3), np.uint8)] * 4
+    ds = Dataset(("background", "cell"), VOID, {"train": Split("train", list("abcd"), images, masks)})
+    trap = [str(f) for f in findings(audit_dataset(ds)) if "only two values" in f.text]
+    assert trap == ["train masks hold only two values, background (0) and the ignore index 255, which covers "
+                    "33 % of pixels: if 255 marks a class (binary masks of 0 and 255), every pixel of it is read "
+                    "as void and never learnt. Remedy: map the values in the study file, e.g. data.label_map: "
+                    "{values: {0: 0, 255: 1}} with two data.classes, or run `automl init` on the folder, which "
+                    "writes it."]
+    assert not [f for f in findings(audit_dataset(_dataset())) if "only two values" in f.text]

@@ -220,7 +220,7 @@ def test_report_contents(rejected):
     assert VARIANTS_VAL <= set(report["evaluation"]["val"])
     # the holdout: the variants without TTA, and the default (ORT fp32 + TTA here)
     assert list(report["holdout"]["scores"]) == ["torch_fp32", "ort_fp32", "ort_fp32_tta", "ort_int8"]
-    for split, ev in (("val", report["evaluation"]["val"]), ("holdout", report["holdout"]["scores"])):
+    for ev in (report["evaluation"]["val"], report["holdout"]["scores"]):
         for v in ev.values():
             assert set(v["per_class_iou"]) == set(classes) and 0.0 <= v["miou"] <= 1.0
     tta = report["tta"]

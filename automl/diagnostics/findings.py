@@ -6,11 +6,12 @@ Rules, all on the train split unless stated (thresholds are module constants):
   ``RARE_IMAGE_SHARE`` of the images;
 - a dominant class: at least ``DOMINANT_FACTOR`` x an even share and ``DOMINANT_MIN`` of the pixels;
 - layout: in at least ``POSITION_SHARE`` of the images containing a class (and at least
-  ``POSITION_MIN_IMAGES`` of them) most of its pixels sit in one half of the frame (one finding
-  per half, naming each such class); or at least ``CENTRE_SHARE`` of its pixels lie in the
-  central quarter (0.25 if spread evenly);
+  ``POSITION_MIN_IMAGES`` of them) at least ``automl.diagnostics.audit.HALF_SHARE`` of its
+  pixels sit in one half of the frame (one finding per half, naming each such class); or at
+  least ``CENTRE_SHARE`` of its pixels lie in the central quarter (0.25 if spread evenly);
 - label sanity: masks with no labelled pixel, masks holding a single class, a void share of at
-  least ``VOID_SHARE``;
+  least ``VOID_SHARE``, and masks that hold one class and void only (the 0/255 trap: binary
+  masks whose foreground value is the ignore index);
 - train/val shift: a class whose val pixel share differs from train by ``SHIFT_FACTOR`` or more.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl.diagnostics.audit import Audit, SplitStats
+from automl.diagnostics.audit import HALF_SHARE, Audit, SplitStats
 
 RARE_PIXEL_FACTOR = 0.25
 RARE_IMAGE_SHARE = 0.2
@@ -116,8 +117,8 @@ def layout_findings(audit: Audit) -> list[Finding]:
         if not hits:
             continue
         first, *rest = hits
-        text = (f"{audit.classes[first]} pixels sit in the {side} half in {pct(share[first])} of the "
-                f"{s.image_counts[first]} images that contain it")
+        text = (f"{audit.classes[first]}: at least {HALF_SHARE:.0%} of its pixels sit in the {side} half in "
+                f"{pct(share[first])} of the {s.image_counts[first]} images that contain it")
         if rest:
             text += "; likewise " + ", ".join(f"{audit.classes[c]} ({pct(share[c])})" for c in rest)
         out.append(Finding("layout", text, _HALF_REMEDY[side]))
@@ -131,8 +132,25 @@ def layout_findings(audit: Audit) -> list[Finding]:
     return out
 
 
+def _binary_void_trap(audit: Audit) -> Finding | None:
+    """Every train mask holds one class and void, nothing else: binary masks (0 and 255, say)
+    read with the foreground value as the ignore index, so the model can only learn background."""
+    s = audit.train
+    present = np.flatnonzero(s.pixel_counts)
+    if len(present) != 1 or s.void_pixels == 0:
+        return None
+    only = audit.classes[present[0]]
+    return Finding("labels", f"train masks hold only two values, {only} ({present[0]}) and the ignore index "
+                             f"{audit.ignore_index}, which covers {pct(s.void_share)} of pixels: if "
+                             f"{audit.ignore_index} marks a class (binary masks of 0 and {audit.ignore_index}), "
+                             "every pixel of it is read as void and never learnt",
+                   f"map the values in the study file, e.g. data.label_map: {{values: {{{present[0]}: 0, "
+                   f"{audit.ignore_index}: 1}}}} with two data.classes, or run `automl init` on the folder, "
+                   "which writes it")
+
+
 def label_findings(audit: Audit) -> list[Finding]:
-    out: list[Finding] = []
+    out: list[Finding] = [f for f in (_binary_void_trap(audit),) if f is not None]
     for name, s in audit.splits.items():
         if s.all_void:
             out.append(Finding("labels", f"{len(s.all_void)} {name} mask(s) hold no labelled pixel (all "
