@@ -156,6 +156,16 @@ class Int8Section(_Section):
     max_drop: float = Field(0.005, ge=0)
 
 
+class WeightAverageSection(_Section):
+    """An EMA of the final retrain's weights over its last ``horizon`` of steps, kept only when it
+    scores at least ``min_gain`` above the trained weights on the selection split. Off until the
+    budget benchmark shows it helps (benchmarks/README.md)."""
+
+    enabled: bool = False
+    horizon: float = Field(0.1, gt=0, le=1)
+    min_gain: float = Field(0.0, ge=0)
+
+
 class FinalSection(_Section):
     epochs: int = Field(40, ge=1)
     # The retrain scores val at this many evenly spaced epochs (the last on all of val): enough for
@@ -164,6 +174,7 @@ class FinalSection(_Section):
     train_on_trainval: bool = False
     tta: TTASection = Field(default_factory=TTASection)
     int8: Int8Section = Field(default_factory=Int8Section)
+    ema: WeightAverageSection = Field(default_factory=WeightAverageSection)
     latency_runs: int = Field(30, ge=5)
     # Fixed so latencies compare across runs and machines; the report states it with the CPU model.
     latency_threads: int = Field(2, ge=1)

@@ -62,6 +62,7 @@ from automl.final.tta import TTADecision, decide_tta
 from automl.study.runner import load_data
 from automl.study.storage import resolve_url
 from automl.trial.augment import eval_transform
+from automl.trial.ema import WeightAverage
 from automl.trial.engine import Runtime, subset_indices
 from automl.trial.latency import cpu_model_name, torch_threads
 from automl.trial.model import count_params
@@ -120,14 +121,34 @@ def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset
         return kept
     t0 = time.monotonic()
     runtime = Runtime.resolve(sf.device)
+    average = WeightAverage(fs.ema.horizon) if fs.ema.enabled else None
     fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.train_on_trainval,
                       eval_subset=sf.eval.subset, eval_points=fs.eval_points, eval_batch_size=sf.eval.batch_size,
-                      num_workers=sf.num_workers, until=until)
-    trained = Retrained(fit_res.model.cpu().eval(), history_rows(fit_res.history), time.monotonic() - t0,
-                        str(runtime.device))
+                      num_workers=sf.num_workers, until=until, average=average)
+    model, decision = fit_res.model.cpu().eval(), None
+    if average is not None:
+        model, decision = _average_or_trained(model, average, data.val, cfg, fs.ema.min_gain)
+    trained = Retrained(model, history_rows(fit_res.history), time.monotonic() - t0, str(runtime.device),
+                        weight_average=decision)
     save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number,
                    data_split=data.record)
     return trained
+
+
+def _average_or_trained(trained: nn.Module, average: WeightAverage, val: Split, cfg: TrialConfig,
+                        min_gain: float) -> tuple[nn.Module, dict]:
+    """The weight average when it scores at least ``min_gain`` above the trained weights on the
+    selection split, else the trained weights; and the decision with its figures."""
+    preprocess, n_cls, ignore = eval_transform(cfg.data), cfg.data.num_classes, cfg.data.ignore_index
+    averaged = average.model.cpu().eval()
+    plain = evaluate(TorchPredictor(trained, preprocess, n_cls), val, n_cls, ignore).miou
+    smooth = evaluate(TorchPredictor(averaged, preprocess, n_cls), val, n_cls, ignore).miou
+    kept = smooth - plain >= min_gain
+    log.info("weight average (EMA over the last %.0f%% of steps, decay %.5f): val mIoU %.4f vs %.4f trained: %s",
+             100 * average.horizon, average.decay, smooth, plain, "kept" if kept else "dropped")
+    return (averaged if kept else trained), {
+        "horizon": average.horizon, "decay": round(average.decay, 6), "min_gain": min_gain,
+        "val_miou_average": round(smooth, 6), "val_miou_trained": round(plain, 6), "kept": kept}
 
 
 def _calibration_inputs(predictor: Predictor, split: Split, n: int) -> list[np.ndarray]:
@@ -336,7 +357,7 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
         "search": search_summary(study, sf, trial),
         "retrain": {"config": cfg.summary(), "epochs": cfg.epochs, "seed": cfg.seed, "device": trained.device,
                     "train_on_trainval": sf.final.train_on_trainval, "wall_s": round(trained.wall_s, 1),
-                    "reused": trained.reused, "history": trained.history},
+                    "reused": trained.reused, "history": trained.history, "weight_average": trained.weight_average},
         "model": {"arch": cfg.model.arch, "encoder": cfg.model.encoder, "params": count_params(trained.model),
                   "input_size": list(padded_size(data.max_size(), cfg.data.pad_divisor))},
         "data_split": {**data.record, "holdout": data.sources.get("holdout"),

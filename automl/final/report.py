@@ -111,6 +111,26 @@ def _selection_lines(record: dict) -> list[str]:
             ""]
 
 
+def _runs(lat: dict) -> str:
+    """The timed runs: as asked, or fewer where `automl run`'s budget was short (never under 5)."""
+    done = sorted({r["runs"] for r in [*lat["results"].values(), *lat.get("model_only", {}).values()]})
+    if not done or done == [lat["runs"]]:
+        return f"{lat['runs']} runs"
+    span = f"{done[0]}" if len(done) == 1 else f"{done[0]}–{done[-1]}"
+    return f"{span} runs per variant ({lat['runs']} asked; fewer to end within the run's budget)"
+
+
+def _weight_average(r: dict) -> list[str]:
+    wa = r.get("weight_average")
+    if not wa:
+        return []
+    return ["## Weight average (EMA)", "",
+            f"An exponential moving average of the weights over the last {wa['horizon']:.0%} of the retrain's "
+            f"steps (decay {wa['decay']}): val mIoU {wa['val_miou_average']:.4f} against "
+            f"{wa['val_miou_trained']:.4f} for the trained weights (needed +{wa['min_gain']:.4f}): "
+            f"**{'kept' if wa['kept'] else 'dropped'}**.", ""]
+
+
 def render_markdown(report: dict) -> str:
     s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
     d = report["default_predictor"]
@@ -122,7 +142,7 @@ def render_markdown(report: dict) -> str:
     lines += _table(["variant", "val mIoU", "holdout mIoU", "predict() ms (median)", "p10–p90 ms", "vs torch fp32",
                      "model alone ms", "model vs torch fp32"], [list(row) for row in summary_rows(report)])
     lines += ["", split_line(report), "", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
-                  f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {lat['runs']} runs after "
+                  f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {_runs(lat)} after "
                   f"{lat['warmup']} warm-up runs. \"Model alone\": the same predictor's "
                   "model on an already preprocessed input, logits out (no TTA, no argmax).", ""]
     if report.get("figure"):
@@ -134,6 +154,7 @@ def render_markdown(report: dict) -> str:
 
     lines += _holdout_section(report)
 
+    lines += _weight_average(r)
     lines += ["## Test-time augmentation", ""]
     if not tta["evaluated"]:
         lines.append("No TTA views configured (`final.tta`): not evaluated.")

@@ -10,6 +10,7 @@ from torch import nn
 
 from automl.data.folder import Dataset, Split
 from automl.trial.checkpoint import TRIAL_CONFIG_FILE, load_model, save_model
+from automl.trial.ema import WeightAverage
 from automl.trial.engine import EpochResult, FitResult, Runtime, TimeStats, fit
 from automl.trial.length import FinishBy, eval_epochs
 from automl.trial_config import TrialConfig
@@ -40,9 +41,11 @@ class TrainUntil:
 
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
             eval_subset: float = 1.0, eval_points: int = 4, eval_batch_size: int = 8,
-            num_workers: int = 0, until: TrainUntil | None = None) -> FitResult:
+            num_workers: int = 0, until: TrainUntil | None = None,
+            average: WeightAverage | None = None) -> FitResult:
     """Train ``cfg`` from scratch; val scored at ``eval_points`` epochs (on a subset except the last
-    epoch), one log line each. ``until``: re-plan ``cfg.epochs`` to end at that time."""
+    epoch), one log line each. ``until``: re-plan ``cfg.epochs`` to end at that time; ``average``:
+    a weight average updated after each step (its model is read after training)."""
     split = trainval_split(data) if train_on_trainval else data.train
     log.info("final retrain: %s, %d epochs on %d %s images (seed %d)", cfg.summary(), cfg.epochs, len(split),
              split.name, cfg.seed)
@@ -62,7 +65,7 @@ def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_train
 
     return fit(cfg, data, runtime, on_epoch=on_epoch, train_split=split, eval_subset=eval_subset,
                eval_batch_size=eval_batch_size, num_workers=num_workers, times=times, length=length,
-               eval_epochs=eval_epochs(cfg.epochs, eval_points))
+               eval_epochs=eval_epochs(cfg.epochs, eval_points), on_step=average)
 
 
 FINAL_MODEL_DIR = "final_model"
@@ -75,6 +78,8 @@ class Retrained:
     wall_s: float
     device: str
     reused: bool = False
+    # the weight-average decision (automl.final.pipeline._average_or_trained), None when off
+    weight_average: dict | None = None
 
 
 def history_rows(history: list[EpochResult]) -> list[dict]:
@@ -94,7 +99,7 @@ def save_retrained(run_dir: Path, cfg: TrialConfig, trained: Retrained, *, train
         "planned_epochs": cfg.epochs,
         "stage": "final_retrain", "train_on_trainval": train_on_trainval, "trial_number": trial_number,
         "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device,
-        "data_split": data_split})
+        "data_split": data_split, "weight_average": trained.weight_average})
 
 
 def _same_split(saved: dict | None, now: dict | None) -> bool:
@@ -121,4 +126,4 @@ def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool,
         log.info("not reusing %s: it was trained from another config or split", folder)
         return None
     return Retrained(model, list(info.get("history", [])), float(info.get("wall_s", 0.0)),
-                     str(info.get("device", "?")), reused=True)
+                     str(info.get("device", "?")), reused=True, weight_average=info.get("weight_average"))

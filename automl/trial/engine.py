@@ -155,20 +155,25 @@ def confusion_on(model: nn.Module, split: Split, indices: list[int], cfg: TrialC
     return cm.numpy()
 
 
+# After each optimizer step: (model, steps taken, steps the schedule now spans)
+StepHook = Callable[[nn.Module, int, int], None]
+
+
 def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
         on_epoch: Callable[[EpochResult], None] | None = None,
         train_split: Split | None = None,
         eval_subset: float = 1.0, eval_batch_size: int = 8, num_workers: int | None = None,
         deadline: float | None = None, times: TimeStats | None = None,
         eval_epochs: Collection[int] | None = None, criterion: Criterion | None = None,
-        length: Length | None = None) -> FitResult:
+        length: Length | None = None, on_step: StepHook | None = None) -> FitResult:
     """Train ``cfg.epochs`` epochs; evaluate val mIoU after each epoch in ``eval_epochs`` (default
     every epoch) on the val subset, and after the last one on the full val split.
 
     ``length`` replaces both (and ``cfg.schedule_span``): how long to train and which epochs to
     score, possibly re-planned from measured time (:mod:`automl.trial.length`).
 
-    Each step minimises ``criterion`` (default: the task loss cfg.loss describes)."""
+    Each step minimises ``criterion`` (default: the task loss cfg.loss describes); ``on_step`` is
+    called after each optimizer step (e.g. a weight average, :mod:`automl.trial.ema`)."""
     t_setup = time.perf_counter()
     seed_everything(cfg.seed)
     train_split = train_split or data.train
@@ -214,6 +219,8 @@ def fit(cfg: TrialConfig, data: Dataset, runtime: Runtime, *,
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if on_step is not None:
+                on_step(model, scheduler.last_epoch, length.span.steps)
             runtime.timing_barrier()
             ts.compute_s += time.perf_counter() - t0
             loss_sum += loss.detach()
