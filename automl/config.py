@@ -171,7 +171,10 @@ class FinalSection(_Section):
     # The retrain scores val at this many evenly spaced epochs (the last on all of val): enough for
     # the report's curve, without a val pass after every epoch.
     eval_points: int = Field(4, ge=1)
-    train_on_trainval: bool = False
+    # Retrain on train + the selection split once the config is fixed (never on the holdout); the
+    # TTA and INT8 decisions then see images the model trained on. Unset: true under `automl run`
+    # (the default recipe it is measured against trains on every training image), else false.
+    train_on_trainval: bool | None = None
     tta: TTASection = Field(default_factory=TTASection)
     int8: Int8Section = Field(default_factory=Int8Section)
     ema: WeightAverageSection = Field(default_factory=WeightAverageSection)
@@ -180,6 +183,11 @@ class FinalSection(_Section):
     latency_threads: int = Field(2, ge=1)
     # Run the final stage (retrain, TTA, INT8, bundle) when `automl search` ends.
     after_search: bool = False
+
+    @property
+    def trainval(self) -> bool:
+        """Whether the retrain uses train + the selection split (``train_on_trainval``, unset: no)."""
+        return bool(self.train_on_trainval)
 
 
 class ConstraintsSection(_Section):

@@ -57,10 +57,16 @@ CALIBRATION_COST = 4
 
 def for_run(sf: StudyFile) -> StudyFile:
     """The study file as `automl run` searches it: trials at equal training time unless
-    ``budget.equal`` says otherwise (the goal is a model trained for a time, not for epochs)."""
-    if sf.budget.equal is not None:
-        return sf
-    return sf.model_copy(update={"budget": sf.budget.model_copy(update={"equal": "time"})})
+    ``budget.equal`` says otherwise (the goal is a model trained for a time, not for epochs), and
+    a final retrain on train + the selection split unless ``final.train_on_trainval`` says
+    otherwise (once the config is chosen, the selection images are training data the default
+    recipe would have used)."""
+    updates = {}
+    if sf.budget.equal is None:
+        updates["budget"] = sf.budget.model_copy(update={"equal": "time"})
+    if sf.final.train_on_trainval is None:
+        updates["final"] = sf.final.model_copy(update={"train_on_trainval": True})
+    return sf.model_copy(update=updates) if updates else sf
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class BudgetPlan:
 
 
 def _train_scale(sf: StudyFile, n_train: int, n_val: int) -> float:
-    return (n_train + n_val) / n_train if sf.final.train_on_trainval else 1.0
+    return (n_train + n_val) / n_train if sf.final.trainval else 1.0
 
 
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:

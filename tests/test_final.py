@@ -209,6 +209,11 @@ def test_fallbacks_stop_at_the_first_attempt_within_the_limit(rejected, tmp_path
                                   reference_miou=0.5, max_drop=0.005, attempts=attempts)
     assert out.accepted and out.chosen == "ends" and [a.name for a in out.attempts] == ["plain", "ends"]
     assert out.path is not None and out.path.is_file() and out.attempts[1].excluded_nodes
+    # past the run's deadline only the first attempt runs; it ships as the closest, rejected
+    late = quantize_with_fallbacks(res.bundle_dir / "model.onnx", tmp_path / "late", calib, lambda p: 0.40,
+                                   reference_miou=0.5, max_drop=0.005, attempts=attempts, deadline=0.0)
+    assert [a.name for a in late.attempts] == ["plain"] and late.skipped == ["ends", "never"]
+    assert not late.accepted and late.chosen == "plain"
 
 
 def test_report_contents(rejected):

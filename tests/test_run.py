@@ -12,6 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from automl.config import load_study_file
 from automl.errors import ConfigError
 from automl.overnight import BudgetPlan, final_epochs
 from automl.trial_config import TrialConfig
@@ -230,3 +231,14 @@ def test_run_with_two_workers_keeps_to_the_budget(tiny_study, runs_root):
     assert study.user_attrs["run_state"] == "done" and study.user_attrs["run_final_epochs"] >= 1
     assert (runs_root / "tiny" / "bundle" / "report.json").is_file()
     assert wall < 40 + 60  # the budget, plus start-up, export and INT8 on a loaded 2-core box
+
+
+def test_run_retrains_on_train_and_selection_unless_the_study_says_otherwise(tiny_study, runs_root):
+    from automl.overnight import for_run
+
+    unset = load_study_file(tiny_study(), runs_root=runs_root)
+    assert unset.final.train_on_trainval is None and not unset.final.trainval  # automl final/search: train only
+    run = for_run(unset)
+    assert run.final.trainval and run.budget.equal == "time"
+    kept = for_run(load_study_file(tiny_study(**{"final.train_on_trainval": False}), runs_root=runs_root))
+    assert kept.final.train_on_trainval is False and not kept.final.trainval

@@ -115,14 +115,14 @@ class _Scorer:
 def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset, reuse: bool,
                until: TrainUntil | None = None) -> Retrained:
     fs = sf.final
-    kept = load_retrained(sf.run_dir, cfg, fs.train_on_trainval, data.record) if reuse else None
+    kept = load_retrained(sf.run_dir, cfg, fs.trainval, data.record) if reuse else None
     if kept is not None:
         log.info("reusing the retrained model in %s (same config and split)", sf.run_dir / FINAL_MODEL_DIR)
         return kept
     t0 = time.monotonic()
     runtime = Runtime.resolve(sf.device)
     average = WeightAverage(fs.ema.horizon) if fs.ema.enabled else None
-    fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.train_on_trainval,
+    fit_res = retrain(cfg, data, runtime, train_on_trainval=fs.trainval,
                       eval_subset=sf.eval.subset, eval_points=fs.eval_points, eval_batch_size=sf.eval.batch_size,
                       num_workers=sf.num_workers, until=until, average=average)
     model, decision = fit_res.model.cpu().eval(), None
@@ -130,7 +130,7 @@ def _retrained(sf: StudyFile, cfg: TrialConfig, trial_number: int, data: Dataset
         model, decision = _average_or_trained(model, average, data.val, cfg, fs.ema.min_gain)
     trained = Retrained(model, history_rows(fit_res.history), time.monotonic() - t0, str(runtime.device),
                         weight_average=decision)
-    save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.train_on_trainval, trial_number=trial_number,
+    save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.trainval, trial_number=trial_number,
                    data_split=data.record)
     return trained
 
@@ -157,8 +157,13 @@ def _calibration_inputs(predictor: Predictor, split: Split, n: int) -> list[np.n
     return [predictor.model_input(split.images[i]) for i in idx]
 
 
+# Under `automl run`, INT8 fallback attempts may start until this share of the time left after
+# the export has passed: the rest is for the holdout, latency and the bundle.
+INT8_SHARE = 0.5
+
+
 def _int8(fp32: OnnxPredictor, data: Dataset, sf: StudyFile, workdir: Path, val: _Scorer,
-          threads: int) -> Int8Outcome:
+          threads: int, done_by: float | None = None) -> Int8Outcome:
     opts = sf.final.int8
     calib = _calibration_inputs(fp32, data.train, opts.calibration_images)
     log.info("INT8: calibrating on %d training images, limit %.4f mIoU drop", len(calib), opts.max_drop)
@@ -169,14 +174,17 @@ def _int8(fp32: OnnxPredictor, data: Dataset, sf: StudyFile, workdir: Path, val:
         by_path[path] = evaluate(candidate, val.split, val.cfg.data.num_classes, val.cfg.data.ignore_index)
         return by_path[path].miou
 
-    outcome = quantize_with_fallbacks(fp32.path, workdir, calib, score, val.scores[ORT_FP32].miou, opts.max_drop)
+    now = time.monotonic()
+    deadline = None if done_by is None else now + INT8_SHARE * max(0.0, done_by - now)
+    outcome = quantize_with_fallbacks(fp32.path, workdir, calib, score, val.scores[ORT_FP32].miou, opts.max_drop,
+                                      deadline=deadline)
     if outcome.path is not None:
         val.scores[ORT_INT8] = by_path[outcome.path]
     return outcome
 
 
 def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: StudyFile, input_size: tuple[int, int],
-                     work: Path, val: _Scorer, notes: list[str]) -> _Variants:
+                     work: Path, val: _Scorer, notes: list[str], done_by: float | None = None) -> _Variants:
     """torch fp32 → TTA decision → ONNX fp32 → INT8, each scored on val."""
     fs, n_cls, threads = sf.final, cfg.data.num_classes, sf.final.latency_threads
     preprocess = eval_transform(cfg.data)
@@ -207,7 +215,7 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     if not fs.int8.enabled:
         return v
     try:
-        v.int8 = _int8(ort_fp32, data, sf, work / "int8", val, threads)
+        v.int8 = _int8(ort_fp32, data, sf, work / "int8", val, threads, done_by)
     except Exception as exc:  # noqa: BLE001 - ship fp32 rather than lose the retrain
         v.int8_error = f"INT8 quantization failed: {type(exc).__name__}: {exc}"
         notes.append(v.int8_error)
@@ -292,7 +300,8 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     bundle_dir = Path(out) if out is not None else sf.run_dir / "bundle"
     # ONNX files (tens of MB) are written in the run folder: a killed final's are removed by the next run
     with owned_tempdir(sf.run_dir, "final-work") as tmp, library_temp_in(tmp):
-        v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, val, notes)
+        v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, val, notes,
+                             None if until is None else until.done_by)
         manifest = _manifest(sf, cfg, input_size, v)
         holdout = _score_holdout(v, data.holdout, cfg)  # every decision is taken
         latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
@@ -334,7 +343,7 @@ def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _
 
 def _split_notes(sf: StudyFile, data: Dataset) -> list[str]:
     notes = []
-    if sf.final.train_on_trainval:
+    if sf.final.trainval:
         notes.append("trained on train + the selection split (val): val scores (and the TTA/INT8 decisions made "
                      "on them) are optimistic" + ("; the holdout stayed out" if data.holdout is not None else ""))
     if data.holdout is None:
@@ -356,7 +365,7 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
                               "variant": default.label},
         "search": search_summary(study, sf, trial),
         "retrain": {"config": cfg.summary(), "epochs": cfg.epochs, "seed": cfg.seed, "device": trained.device,
-                    "train_on_trainval": sf.final.train_on_trainval, "wall_s": round(trained.wall_s, 1),
+                    "train_on_trainval": sf.final.trainval, "wall_s": round(trained.wall_s, 1),
                     "reused": trained.reused, "history": trained.history, "weight_average": trained.weight_average},
         "model": {"arch": cfg.model.arch, "encoder": cfg.model.encoder, "params": count_params(trained.model),
                   "input_size": list(padded_size(data.max_size(), cfg.data.pad_divisor))},
@@ -398,7 +407,7 @@ def _int8_report(sf: StudyFile, v: _Variants) -> dict:
     return {**base, "accepted": q.accepted, "chosen": q.chosen, "pre_process": q.pre_process,
             "reference": "ORT fp32 val mIoU", "reference_miou": round(q.reference_miou, 6),
             "drop": None if chosen is None or chosen.drop is None else round(chosen.drop, 6),
-            "attempts": [a.as_dict() for a in q.attempts]}
+            "attempts": [a.as_dict() for a in q.attempts], "skipped": q.skipped}
 
 
 def _attach(sf: StudyFile, study: optuna.Study, bundle_dir: Path, report: dict) -> None:

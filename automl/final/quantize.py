@@ -78,6 +78,7 @@ class Int8Outcome:
     max_drop: float
     attempts: list[AttemptResult] = field(default_factory=list)
     pre_process: str = ""
+    skipped: list[str] = field(default_factory=list)  # fallbacks not tried: no time left in the run's budget
 
     @property
     def chosen_result(self) -> AttemptResult | None:
@@ -183,8 +184,10 @@ def quantize(pre_path: Path, out_path: Path, calibration: CalibrationReader, att
 
 def quantize_with_fallbacks(fp32_path: Path, workdir: Path, calibration_inputs: Sequence[np.ndarray],
                             score: Callable[[Path], float], reference_miou: float, max_drop: float,
-                            attempts: Sequence[QuantAttempt] = DEFAULT_ATTEMPTS) -> Int8Outcome:
-    """Try ``attempts`` in order until one loses at most ``max_drop`` mIoU against ``reference_miou``."""
+                            attempts: Sequence[QuantAttempt] = DEFAULT_ATTEMPTS,
+                            deadline: float | None = None) -> Int8Outcome:
+    """Try ``attempts`` in order until one loses at most ``max_drop`` mIoU against ``reference_miou``.
+    ``deadline`` (time.monotonic()): no fallback attempt starts after it (the first always runs)."""
     if not calibration_inputs:
         raise ValueError("INT8 calibration needs at least one image")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -193,6 +196,11 @@ def quantize_with_fallbacks(fp32_path: Path, workdir: Path, calibration_inputs: 
     outcome = Int8Outcome(False, None, None, reference_miou, max_drop, pre_process=pre_label)
     best: tuple[float, Path, str] | None = None
     for k, attempt in enumerate(attempts):
+        if k and deadline is not None and time.monotonic() > deadline:
+            outcome.skipped = [a.name for a in attempts[k:]]
+            log.warning("INT8: %d fallback attempt(s) not tried, to end within the run's budget: %s",
+                        len(outcome.skipped), ", ".join(outcome.skipped))
+            break
         out = workdir / f"model.int8.{k}.onnx"
         t0 = time.perf_counter()
         result = AttemptResult(attempt.name, attempt.calibration, [])

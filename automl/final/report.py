@@ -182,6 +182,8 @@ def render_markdown(report: dict) -> str:
         lines += _table(["attempt", "calibration", "fp32 nodes", "val mIoU", "drop", "result"],
                         [[a["name"], a["calibration"], str(len(a["excluded_nodes"])), _f(a["miou"]), _f(a["drop"]),
                           a["error"] or ("pass" if a["passed"] else "fail")] for a in q["attempts"]])
+        if q.get("skipped"):
+            lines += ["", f"Not tried, to end within the run's budget: {', '.join(q['skipped'])}."]
     lines.append("")
 
     counts = ", ".join(f"{n} {k}" for k, n in s["trials"].items())
