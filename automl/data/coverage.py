@@ -27,11 +27,11 @@ def require_every_class(ds: Dataset, data: DataSection) -> None:
     absent = [i for i in range(n) if counts[i] == 0]
     if not absent:
         return
-    train = f"the {len(ds.train)} train images" + (" (after the data.val_fraction carve)"
-                                                   if data.val_fraction is not None else "")
-    mapped = "after data.label_map" if data.label_map is not None else "(no data.label_map: mask values are read as " \
-                                                                       "class indices)"
-    lines = [f"class {data.classes[i]!r} ({i}) has no pixels in {train} {mapped}" for i in absent]
+    after = [*(["data.label_map"] if data.label_map is not None else []),
+             *(["the data.val_fraction carve"] if data.val_fraction is not None else [])]
+    where = f"the {len(ds.train)} train images" + (f" after {' and '.join(after)}" if after else "")
+    plain = "" if data.label_map is not None else " (no data.label_map: mask values are read as class indices)"
+    lines = [f"class {data.classes[i]!r} ({i}) has no pixels in {where}{plain}" for i in absent]
     if data.label_map is None and n == 2 and counts[1] == 0 and counts[-1] > 0:
         lines.append(f"every train pixel is background (0) or void ({data.ignore_index}): if {data.ignore_index} marks the "
                      f"foreground, not void, set data.label_map.values: {{0: 0, {data.ignore_index}: 1}}")

@@ -46,7 +46,7 @@ def upright(im: Image.Image) -> Image.Image:
 
 
 def scale_16bit(values: np.ndarray) -> np.ndarray:
-    """0..65535 → 0..255 uint8 by ``round(value * 255 / 65535)`` (halves round up)."""
+    """0..65535 → 0..255 uint8 by ``round(value * 255 / 65535)`` (value / 257: never a half)."""
     return ((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
