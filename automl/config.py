@@ -58,10 +58,106 @@ class SyntheticData(_Section):
     seed: int = 0
 
 
+# A colour in a colour-coded mask, as a study file writes it: "#rrggbb" (read in any case, kept in
+# lower case). Declared once: the label map, its decoder and the bundle's note all use these.
+COLOUR_FORMAT = "#rrggbb"
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+RAW_VALUE_MAX = 65535  # single-channel masks are 8- or 16-bit
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' (any case) → (r, g, b); ValueError otherwise."""
+    if not isinstance(text, str) or not _COLOUR.match(text):
+        raise ValueError(f"{text!r} is not a {COLOUR_FORMAT} colour")
+    return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+
+
+def colour_text(rgb) -> str:
+    """(r, g, b) → '#rrggbb'."""
+    r, g, b = (int(c) for c in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _raw_value(v: Any, field: str) -> int:
+    """A raw mask value: an int, or a string of digits (JSON writes mapping keys as strings)."""
+    if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, str) and v.strip().isdigit()):
+        raise ValueError(f"{field}: {v!r} is not a raw mask value (an integer 0..{RAW_VALUE_MAX})")
+    n = int(v)
+    if not 0 <= n <= RAW_VALUE_MAX:
+        raise ValueError(f"{field}: raw value {n} is outside 0..{RAW_VALUE_MAX} (8- or 16-bit masks)")
+    return n
+
+
+class LabelMap(_Section):
+    """How raw mask values become class indices, applied when the masks are decoded (nothing on
+    disk is rewritten). ``values``: single-channel masks (8- or 16-bit), raw value → class index;
+    ``colors``: RGB colour-coded masks, "#rrggbb" → class index. ``void``: raw values (or colours)
+    read as ``data.ignore_index``. Exactly one of ``values``/``colors``."""
+
+    values: dict[Any, int] | None = None
+    colors: dict[Any, int] | None = None
+    void: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LabelMap:
+        if (self.values is None) == (self.colors is None):
+            raise ValueError("data.label_map: give exactly one of `values` (single-channel masks: raw value → "
+                             f"class index) or `colors` (RGB masks: \"{COLOUR_FORMAT}\" → class index)")
+        kind = self.kind
+        field = f"data.label_map.{kind}"
+        mapped: dict = {}
+        for key, index in (self.values or self.colors).items():
+            norm = _raw_value(key, field) if kind == "values" else _colour_key(key, field)
+            if norm in mapped:
+                raise ValueError(f"{field}: {key!r} is given twice (as {mapped[norm][0]!r} too)")
+            if isinstance(index, bool) or index < 0:
+                raise ValueError(f"{field}: {key!r} → {index!r} is not a class index (0 or more)")
+            mapped[norm] = (key, index)
+        void = [_raw_value(v, "data.label_map.void") if kind == "values" else _colour_key(v, "data.label_map.void")
+                for v in self.void]
+        for v in void:
+            if v in mapped:
+                raise ValueError(f"data.label_map.void: {v!r} is also mapped to class {mapped[v][1]} in {field}; "
+                                 "keep it in one of them")
+        if len(set(void)) != len(void):
+            raise ValueError("data.label_map.void: an entry is given twice")
+        setattr(self, kind, {k: index for k, (_, index) in mapped.items()})
+        self.void = void
+        return self
+
+    @property
+    def kind(self) -> Literal["values", "colors"]:
+        return "values" if self.values is not None else "colors"
+
+    @property
+    def mapping(self) -> dict:
+        """Raw value (int) or colour ("#rrggbb") → class index."""
+        return self.values if self.values is not None else self.colors
+
+    def class_problems(self, classes: list[str]) -> list[str]:
+        """Class indices that are not classes, and classes without a raw value or colour."""
+        field, n = f"data.label_map.{self.kind}", len(classes)
+        out = [f"{field}: {key!r} → {index} is not a class index (0..{n - 1}, data.classes); list void entries "
+               "in data.label_map.void" for key, index in self.mapping.items() if index >= n]
+        have = set(self.mapping.values())
+        out += [f"{field}: class {name!r} ({i}) has no raw {'value' if self.kind == 'values' else 'colour'}; "
+                "every class in data.classes needs one" for i, name in enumerate(classes) if i not in have]
+        return out
+
+
+def _colour_key(v: Any, field: str) -> str:
+    try:
+        return colour_text(parse_colour(v))
+    except ValueError as exc:
+        raise ValueError(f"{field}: {exc}") from None
+
+
 class DataSection(_Section):
     root: Path | None = None
     synthetic: SyntheticData | None = None
-    layout: Literal["folders"] = "folders"
+    # folders: root/{train,val[,test]}/{images,masks}; flat: root/{images,masks}, all of it train
+    # (data.val_fraction then carves the selection split).
+    layout: Literal["folders", "flat"] = "folders"
     classes: list[str] = Field(min_length=2)
     ignore_index: int = Field(255, ge=0, le=255)
     pad_divisor: int = Field(32, ge=1)
@@ -72,6 +168,8 @@ class DataSection(_Section):
     split_seed: int = 0
     # A small train/ still gives a selection split of at least this many images.
     min_val_images: int = Field(2, ge=1)
+    # How raw mask values (or colours) become class indices; unset: masks hold class indices.
+    label_map: LabelMap | None = None
 
     @model_validator(mode="after")
     def _source(self) -> DataSection:
@@ -82,6 +180,14 @@ class DataSection(_Section):
         if self.ignore_index < len(self.classes):
             raise ValueError(f"data.ignore_index {self.ignore_index} collides with a class index "
                              f"(0..{len(self.classes) - 1})")
+        if self.layout == "flat" and self.val_fraction is None:
+            raise ValueError("data.val_fraction: required with data.layout flat (root/images and root/masks are all "
+                             "train); e.g. 0.2 carves a seeded selection split from them")
+        if self.layout == "flat" and self.root is None:
+            raise ValueError("data.layout flat: synthetic data is written as folders; remove data.layout")
+        problems = self.label_map.class_problems(self.classes) if self.label_map is not None else []
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from automl import registry
+from automl.config import LabelMap
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -86,6 +87,9 @@ class DataSpec(_Frozen):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     pad_divisor: int = 32
+    # How the masks' raw values or colours became these classes (data.label_map); the bundle
+    # records it so predictions can be turned back into them. None: masks held class indices.
+    label_map: LabelMap | None = None
 
     @property
     def num_classes(self) -> int:

@@ -56,7 +56,9 @@ def test_every_problem_is_listed_in_one_error(tmp_path):
     assert "badlabel.png: labels [7]" in msg
     assert "sizes: image 32x24 and mask 10x10 differ" in msg
     assert "broken.png: unreadable" in msg
-    assert "rgbmask.png: mode RGB" in msg
+    # one RGB mask among single-channel ones: a line for the dataset, naming the odd one out
+    assert ("mixed mask encodings: 1 RGB, 6 single-channel; the masks of one dataset share one encoding. "
+            "The RGB ones: train/masks/rgbmask.png") in msg
     assert "ignored" not in msg and "good" not in msg
     assert str(tmp_path.parent) not in msg  # paths are reported relative to the data root
 

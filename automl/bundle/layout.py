@@ -9,7 +9,8 @@
       recipe.yaml          the resolved training config (TrialConfig) of the final retrain
       model.onnx           fp32 ONNX, input "input" (N,3,H,W) normalised+padded, output "logits"
       model.int8.onnx      INT8 QDQ ONNX, same interface (shipped even when rejected; see bundle.json)
-      bundle.json          this manifest: classes, TTA decision, INT8 decision, default predictor
+      bundle.json          this manifest: classes, TTA decision, INT8 decision, default predictor,
+                           the label map (data.label_map: class index → the masks' raw value or colour)
       report.md, report.json, report.png (retrain curve; val mIoU against latency per variant)
 """
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from automl.bundle.tta import NO_TTA, TTASpec
 from automl.bundle.variants import Backend, Precision
+from automl.config import LabelMap
 
 MODEL_DIR = "model"
 PREPROCESS = "preprocess.yaml"
@@ -64,3 +66,6 @@ class Manifest(BaseModel):
     tta_kept: bool = False
     default_backend: Backend = "torch"
     default_precision: Precision = "fp32"
+    # data.label_map of the study: how the masks' raw values or colours became the classes;
+    # None: the masks held class indices. Predictor.to_original turns predictions back.
+    label_map: LabelMap | None = None

@@ -129,6 +129,7 @@ def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxrunt
 
     >>> predictor = load_bundle("runs/demo/bundle")              # doctest: +SKIP
     >>> mask = predictor.predict(rgb_uint8_image)                # H×W uint8 class indices
+    >>> original = predictor.to_original(mask)                   # the masks' raw values or colours
     """
     path = Path(path)
     m = read_manifest(path)
@@ -137,14 +138,16 @@ def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxrunt
     preprocess = load_preprocess(path)
     n = len(m.classes)
     if v.backend == "torch":
-        return TorchPredictor(load_torch_model(path / MODEL_DIR), preprocess, n, tta=tta_spec, device=device)
+        return TorchPredictor(load_torch_model(path / MODEL_DIR), preprocess, n, tta=tta_spec, device=device,
+                              label_map=m.label_map)
     name = ONNX_FILES[v.precision]
     shipped = m.int8_file if v.precision == "int8" else m.onnx is not None
     if not (path / name).is_file() and not shipped:
         raise BundleError(f"{path / name} is missing (the ONNX export or quantization failed; see report.md); "
                           "use backend='torch'" + (" or precision='fp32'" if v.precision == "int8" else ""))
     with reading(path / name):
-        predictor = OnnxPredictor(path / name, preprocess, n, precision=v.precision, tta=tta_spec, threads=threads)
+        predictor = OnnxPredictor(path / name, preprocess, n, precision=v.precision, tta=tta_spec, threads=threads,
+                                  label_map=m.label_map)
     if v.precision == "int8" and not m.int8_accepted:
         log.warning("%s: this INT8 model failed the accuracy check of the final stage (see report.md)", path.name)
     return predictor

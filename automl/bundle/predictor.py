@@ -1,4 +1,5 @@
-"""Predictors: uint8 RGB image in, uint8 class-index mask out, with torch or ONNX Runtime.
+"""Predictors: uint8 RGB image in, uint8 class-index mask out, with torch or ONNX Runtime;
+``to_original`` turns class indices back into the masks' own raw values or colours.
 
 The final stage scores the model through these same classes, so the reported mIoU is the
 mIoU of what the bundle ships. Preprocessing is the bundle's ``preprocess.yaml`` (normalise,
@@ -19,6 +20,8 @@ from torch import nn
 from automl.bundle.layout import ONNX_INPUT
 from automl.bundle.tta import NO_TTA, TTASpec, softmax, tta_probabilities
 from automl.bundle.variants import Backend, Precision
+from automl.config import LabelMap
+from automl.data.label_map import to_original
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +34,14 @@ def check_image(image: np.ndarray) -> None:
 
 
 class Predictor(ABC):
-    """``predict(image) -> mask``; ``probabilities(image) -> (C, H, W)``."""
+    """``predict(image) -> mask``; ``probabilities(image) -> (C, H, W)``; ``to_original(mask)``."""
 
     backend: Backend
 
     def __init__(self, preprocess, num_classes: int, *, precision: Precision = "fp32",
-                 tta: TTASpec = NO_TTA):
+                 tta: TTASpec = NO_TTA, label_map: LabelMap | None = None):
         self.preprocess, self.num_classes, self.precision = preprocess, num_classes, precision
-        self.tta = tta
+        self.tta, self.label_map = tta, label_map
 
     def with_tta(self, tta: TTASpec) -> Predictor:
         """The same model (shared, not copied) with other TTA views."""
@@ -74,6 +77,12 @@ class Predictor(ABC):
         # torch's OpenMP pool, which costs more than the argmax itself on a small CPU
         return self.view_logits(image)[0].argmax(0).astype(np.uint8)
 
+    def to_original(self, indices: np.ndarray) -> np.ndarray:
+        """Class indices (``predict``'s output) → the training masks' own encoding, by the bundle's
+        label map: raw values (uint8 or uint16), or H×W×3 uint8 RGB colours; unchanged when the
+        masks held class indices."""
+        return to_original(indices, self.label_map)
+
     def describe(self) -> str:
         tta = f" + TTA {self.tta.describe()}" if self.tta.enabled else ""
         return f"{self.backend} {self.precision}{tta}"
@@ -83,8 +92,8 @@ class TorchPredictor(Predictor):
     backend: Backend = "torch"
 
     def __init__(self, model: nn.Module, preprocess, num_classes: int, *, tta: TTASpec = NO_TTA,
-                 device: str | torch.device = "cpu"):
-        super().__init__(preprocess, num_classes, precision="fp32", tta=tta)
+                 device: str | torch.device = "cpu", label_map: LabelMap | None = None):
+        super().__init__(preprocess, num_classes, precision="fp32", tta=tta, label_map=label_map)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
 
@@ -118,8 +127,8 @@ class OnnxPredictor(Predictor):
     backend: Backend = "onnxruntime"
 
     def __init__(self, path: Path, preprocess, num_classes: int, *, precision: Precision = "fp32",
-                 tta: TTASpec = NO_TTA, threads: int | None = None):
-        super().__init__(preprocess, num_classes, precision=precision, tta=tta)
+                 tta: TTASpec = NO_TTA, threads: int | None = None, label_map: LabelMap | None = None):
+        super().__init__(preprocess, num_classes, precision=precision, tta=tta, label_map=label_map)
         self.path = Path(path)
         self.session = ort_session(self.path, threads)
         shape = self.session.get_inputs()[0].shape

@@ -1,28 +1,47 @@
-"""A dataset folder ``root/{train,val[,test]}/{images,masks}/``, validated and decoded once
-(a study may carve its val from train/ instead: :mod:`automl.data.split`).
+"""A dataset folder, validated and decoded once: ``root/{train,val[,test]}/{images,masks}/``
+(``data.layout: folders``), or ``root/{images,masks}/``, all of it train (``flat``). A study may
+carve its val from train instead (:mod:`automl.data.split`).
 
-Masks hold one class index per pixel (8-bit PNG/TIFF, same stem as the image). Everything is
-checked before any training starts, and every offending file is listed in one error. The
-decoded uint8 arrays stay in memory for the whole search: no file is decoded twice.
+A mask has the image's stem (PNG/TIFF/BMP). Without ``data.label_map`` it holds one class
+index per pixel (single-channel, 8-bit, or 16-bit with values up to 255); with one, its raw
+values or colours are mapped to classes as each file is decoded (:mod:`automl.data.label_map`),
+and nothing on disk is rewritten. How each image and mask mode is read (grayscale, alpha,
+16-bit, EXIF orientation): :mod:`automl.data.decode`.
+
+Everything is checked before any training starts, and every problem is listed in one error:
+per file, and over the whole dataset (masks of mixed encodings; each raw value or colour the
+map does not cover, with its pixel count and the first files that hold it). The decoded uint8
+arrays stay in memory for the whole search: no file is decoded twice.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from automl.config import check_root
+from automl.config import LabelMap, check_root
+from automl.data.decode import RGB, SINGLE, Refused, expected_kind, read_image, read_raw_mask
+from automl.data.label_map import decode_mask, describe
 from automl.errors import DataError
 from automl.terminal import visible
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
 SPLITS = ("train", "val", "test")
+# Each split's folder (holding images/ and masks/), per data.layout.
+LAYOUTS: dict[str, Callable[[Path], dict[str, Path]]] = {
+    "folders": lambda root: {split: root / split for split in SPLITS},
+    "flat": lambda root: {"train": root},
+}
 
 
 @dataclass
@@ -89,6 +108,15 @@ class _Pair:
     stem: str
     image: Path
     mask: Path
+    where: str = ""  # the split's folder relative to the root, for messages: "train/" ("" when flat)
+
+    @property
+    def image_name(self) -> str:
+        return f"{self.where}images/{self.image.name}"
+
+    @property
+    def mask_name(self) -> str:
+        return f"{self.where}masks/{self.mask.name}"
 
 
 # A study can do without val/: data.val_fraction carves one from train/.
@@ -118,22 +146,24 @@ def _files(folder: Path, exts: set[str], problems: list[str], where: str) -> dic
     return out
 
 
-def scan(root: Path, *, required: tuple[str, ...] = ("train", "val"), origin: str = "") -> dict[str, list[_Pair]]:
+def scan(root: Path, *, required: tuple[str, ...] = ("train", "val"), origin: str = "",
+         layout: str = "folders") -> dict[str, list[_Pair]]:
     """Pair images with masks per split; raise one DataError listing every problem."""
-    found, problems = _scan(root, required, origin)
+    found, problems = _scan(root, required, origin, layout)
     if problems:
         raise DataError(_listing(root, problems))
     return found
 
 
-def _scan(root: Path, required: tuple[str, ...], origin: str = "") -> tuple[dict[str, list[_Pair]], list[str]]:
+def _scan(root: Path, required: tuple[str, ...], origin: str = "",
+          layout: str = "folders") -> tuple[dict[str, list[_Pair]], list[str]]:
     """The pairs found per split, and every pairing problem (the pairs are still usable).
     ``origin`` says where ``root`` came from (``--data``), for the error when it is missing."""
     problems: list[str] = []
     check_root(root, origin)
     found: dict[str, list[_Pair]] = {}
-    for split in SPLITS:
-        sdir = root / split
+    for split, sdir in LAYOUTS[layout](root).items():
+        where = "" if sdir == root else f"{split}/"
         if not sdir.is_dir():
             if split in required:
                 problems.append(f"{split}/: missing split folder" + (VAL_REMEDY if split == "val" else ""))
@@ -141,17 +171,17 @@ def _scan(root: Path, required: tuple[str, ...], origin: str = "") -> tuple[dict
         idir, mdir = sdir / "images", sdir / "masks"
         missing = [d.name for d in (idir, mdir) if not d.is_dir()]
         if missing:
-            problems.extend(f"{split}/{d}/: missing folder" for d in missing)
+            problems.extend(f"{where}{d}/: missing folder" for d in missing)
             continue
-        images = _files(idir, IMAGE_EXTS, problems, f"{split}/images")
-        masks = _files(mdir, MASK_EXTS, problems, f"{split}/masks")
-        problems += [f"{split}/images/{images[s].name}: no mask with this stem" for s in images if s not in masks]
-        problems += [f"{split}/masks/{masks[s].name}: no image with this stem" for s in masks if s not in images]
+        images = _files(idir, IMAGE_EXTS, problems, f"{where}images")
+        masks = _files(mdir, MASK_EXTS, problems, f"{where}masks")
+        problems += [f"{where}images/{images[s].name}: no mask with this stem" for s in images if s not in masks]
+        problems += [f"{where}masks/{masks[s].name}: no image with this stem" for s in masks if s not in images]
         lossy = [p for p in mdir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg"}]
-        problems += [f"{split}/masks/{p.name}: JPEG masks are lossy; save masks as PNG" for p in lossy]
-        pairs = [_Pair(s, images[s], masks[s]) for s in images if s in masks]
+        problems += [f"{where}masks/{p.name}: JPEG masks are lossy; save masks as PNG" for p in lossy]
+        pairs = [_Pair(s, images[s], masks[s], where) for s in images if s in masks]
         if not pairs:
-            problems.append(f"{split}/: no image/mask pairs")
+            problems.append(f"{where or 'images/ and masks/'}: no image/mask pairs")
         found[split] = pairs
     return found, problems
 
@@ -185,51 +215,107 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return f"unreadable ({type(exc).__name__})"
 
 
-def _decode(pair: _Pair, split: str, n_classes: int, ignore_index: int) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
-    problems = []
-    img = mask = None
+@dataclass
+class _Decoded:
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    problems: list[str] = field(default_factory=list)
+    kind: str | None = None     # the mask's encoding as read (decode.SINGLE or decode.RGB)
+    unknown: dict = field(default_factory=dict)  # raw value or colour the label map lacks → pixels
+
+
+def _decode(pair: _Pair, n_classes: int, ignore_index: int, label_map: LabelMap | None) -> _Decoded:
+    """One pair: the image, the mask decoded through ``label_map`` (only when its encoding is the
+    one the map reads; the dataset-wide check names the others), and the per-file problems."""
+    out = _Decoded()
     try:
-        with Image.open(pair.image) as im:
-            img = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        out.image = read_image(pair.image)
+    except Refused as why:
+        out.problems.append(f"{pair.image_name}: {why}")
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
-        problems.append(f"{split}/images/{pair.image.name}: {_unreadable(pair.image, exc)}")
+        out.problems.append(f"{pair.image_name}: {_unreadable(pair.image, exc)}")
     try:
-        with Image.open(pair.mask) as im:
-            if im.mode not in ("L", "P", "I", "I;16", "1"):
-                problems.append(f"{split}/masks/{pair.mask.name}: mode {im.mode}; masks must be single-channel "
-                                "class indices")
-            else:
-                raw = np.asarray(im)
-                if raw.max(initial=0) > 255:
-                    problems.append(f"{split}/masks/{pair.mask.name}: label values above 255")
-                mask = raw.astype(np.uint8)
+        out.kind, raw = read_raw_mask(pair.mask, label_map)
+        if out.kind == expected_kind(label_map):
+            out.mask, out.unknown = decode_mask(raw, label_map, n_classes, ignore_index)
+    except Refused as why:
+        out.problems.append(f"{pair.mask_name}: {why}")
     except Exception as exc:  # noqa: BLE001
-        problems.append(f"{split}/masks/{pair.mask.name}: {_unreadable(pair.mask, exc)}")
-    if img is not None and mask is not None:
-        if img.shape[:2] != mask.shape:
-            problems.append(f"{split}/{pair.stem}: image {img.shape[1]}x{img.shape[0]} and mask "
-                            f"{mask.shape[1]}x{mask.shape[0]} differ in size")
-        labels = np.unique(mask)
-        bad = [int(v) for v in labels if v >= n_classes and v != ignore_index]
-        if bad:
-            problems.append(f"{split}/masks/{pair.mask.name}: labels {bad[:8]} are neither a class "
-                            f"(0..{n_classes - 1}) nor the ignore index {ignore_index}")
-    return img, mask, problems
+        out.problems.append(f"{pair.mask_name}: {_unreadable(pair.mask, exc)}")
+    if out.image is not None and out.mask is not None and out.image.shape[:2] != out.mask.shape:
+        out.problems.append(f"{pair.where}{pair.stem}: image {out.image.shape[1]}x{out.image.shape[0]} and mask "
+                            f"{out.mask.shape[1]}x{out.mask.shape[0]} differ in size")
+    if label_map is None and out.unknown:  # no map: a mask holds class indices, and says which are wrong
+        bad = sorted(out.unknown)
+        out.problems.append(
+            f"{pair.mask_name}: label values above 255 {bad[:8]}; map a 16-bit mask's values to classes with "
+            "data.label_map.values" if bad[-1] > 255 else
+            f"{pair.mask_name}: labels {bad[:8]} are neither a class (0..{n_classes - 1}) nor the ignore index "
+            f"{ignore_index}")
+    return out
+
+
+def _few(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _encoding_problem(decoded: list[tuple[_Pair, _Decoded]], label_map: LabelMap | None) -> list[str]:
+    """One line when masks are not all of the encoding ``label_map`` reads: mixed, or all the other."""
+    names = {RGB: [p.mask_name for p, d in decoded if d.kind == RGB],
+             SINGLE: [p.mask_name for p, d in decoded if d.kind == SINGLE]}
+    expected = expected_kind(label_map)
+    other = RGB if expected == SINGLE else SINGLE
+    if not names[other]:
+        return []
+    if names[expected]:
+        fewer = min((other, expected), key=lambda k: len(names[k]))
+        return [f"mixed mask encodings: {len(names[RGB])} RGB, {len(names[SINGLE])} single-channel; the masks of "
+                f"one dataset share one encoding. The {fewer} ones: {_few(names[fewer])}"]
+    found = f"({len(names[other])} files, e.g. {names[other][0]})"
+    if other == RGB:
+        given = "" if label_map is None else " but data.label_map gives values"
+        return [f"masks are RGB colour-coded {found}{given}: map each colour to a class with data.label_map.colors"]
+    return [f"masks are single-channel {found} but data.label_map gives colors: map their raw values to classes "
+            "with data.label_map.values"]
+
+
+def _unknown_problems(decoded: list[tuple[_Pair, _Decoded]], label_map: LabelMap) -> list[str]:
+    """One line per raw value or colour the map lacks, over the whole dataset: its pixel count and
+    the first files that hold it; the most frequent first."""
+    seen: dict[int | str, tuple[int, list[str]]] = {}
+    for pair, d in decoded:
+        for key, count in d.unknown.items():
+            total, files = seen.get(key, (0, []))
+            seen[key] = (total + count, [*files, pair.mask_name])
+    what = "raw value" if label_map.kind == "values" else "colour"
+    return [f"data.label_map.{label_map.kind} does not map {what} {key}: {total} pixels in {_few(files)}; map it "
+            "to a class, or list it in data.label_map.void"
+            for key, (total, files) in sorted(seen.items(), key=lambda kv: -kv[1][0])]
 
 
 def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
-                 *, required: tuple[str, ...] = ("train", "val"), origin: str = "") -> Dataset:
+                 *, required: tuple[str, ...] = ("train", "val"), origin: str = "",
+                 label_map: LabelMap | None = None, layout: str = "folders") -> Dataset:
     """Scan, validate and decode every split into memory (threads: PIL releases the GIL). Pairing
     problems do not stop the decode of the pairs found: one error lists every problem at once.
-    ``origin``: where ``root`` came from (``--data``), named when the folder is missing."""
-    pairs, problems = _scan(root, required, origin)
+    ``origin``: where ``root`` came from (``--data``), named when the folder is missing;
+    ``label_map``: ``data.label_map`` (None: masks hold class indices); ``layout``: ``data.layout``."""
+    pairs, problems = _scan(root, required, origin, layout)
+    if label_map is not None:
+        log.info("masks decoded through data.label_map: %s", describe(label_map))
     ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
+    everything: list[tuple[_Pair, _Decoded]] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for split, plist in pairs.items():
-            results = list(pool.map(lambda p, s=split: _decode(p, s, len(classes), ignore_index), plist))
-            for _, _, probs in results:
-                problems.extend(probs)
-            ds.splits[split] = Split(split, [p.stem for p in plist], [r[0] for r in results], [r[1] for r in results])
+            results = list(pool.map(lambda p: _decode(p, len(classes), ignore_index, label_map), plist))
+            for r in results:
+                problems.extend(r.problems)
+            everything += zip(plist, results)
+            ds.splits[split] = Split(split, [p.stem for p in plist], [r.image for r in results],
+                                     [r.mask for r in results])
+    problems += _encoding_problem(everything, label_map)
+    if label_map is not None:
+        problems += _unknown_problems(everything, label_map)
     if problems:
         raise DataError(_listing(root, problems))
     return ds

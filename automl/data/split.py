@@ -88,11 +88,14 @@ def _stems_sha1(ds: Dataset) -> str:
 
 
 def split_record(ds: Dataset, data: DataSection) -> dict:
-    """What the search trained and selected on: a study keeps one for its whole life."""
+    """What the search trained and selected on: a study keeps one for its whole life. The label
+    map is part of it (another map makes other masks); a study without one records none, as
+    studies did before the map existed."""
     carved = data.val_fraction is not None
+    mapped = {} if data.label_map is None else {"label_map": data.label_map.model_dump(mode="json")}
     return {"val_fraction": data.val_fraction, "split_seed": data.split_seed if carved else None,
             "train_images": len(ds.train), "selection_images": len(ds.val), "selection": ds.sources["val"],
-            "stems_sha1": _stems_sha1(ds)}
+            **mapped, "stems_sha1": _stems_sha1(ds)}
 
 
 def keep_data_split(study, ds: Dataset) -> None:
@@ -112,9 +115,10 @@ def keep_data_split(study, ds: Dataset) -> None:
 def check_same_split(stored: dict, now: dict, study_name: str) -> None:
     if stored == now:
         return
-    diff = [f"{k} {stored.get(k)!r} → {now.get(k)!r}" for k in now if k != "stems_sha1" and stored.get(k) != now.get(k)]
+    keys = [*now, *(k for k in stored if k not in now)]  # a label map given up is a change too
+    diff = [f"{k} {stored.get(k)!r} → {now.get(k)!r}" for k in keys if k != "stems_sha1" and stored.get(k) != now.get(k)]
     if stored.get("stems_sha1") != now.get("stems_sha1"):
         diff.append("other images in the train or selection split")
     raise ConfigError(f"study {study_name} was run on another data split ({'; '.join(diff)}). A study keeps one "
-                      "split for its whole life: restore data.val_fraction, data.split_seed and the train/ and "
-                      "val/ folders it was created with, or give the study a new name")
+                      "split for its whole life: restore data.val_fraction, data.split_seed, data.label_map and "
+                      "the train/ and val/ folders it was created with, or give the study a new name")

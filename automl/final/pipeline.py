@@ -337,7 +337,7 @@ def _manifest(sf: StudyFile, cfg: TrialConfig, input_size: tuple[int, int], v: _
         int8_file=v.int8 is not None and v.int8.path is not None, int8_accepted=v.int8_accepted,
         int8_method=None if v.int8 is None else v.int8.chosen,
         tta=v.tta.spec if v.tta.evaluated else NO_TTA, tta_kept=v.tta.kept,
-        default_backend=default.backend, default_precision=default.precision,
+        default_backend=default.backend, default_precision=default.precision, label_map=cfg.data.label_map,
     )
 
 
@@ -361,6 +361,7 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
         "study": sf.name,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "classes": list(cfg.data.classes),
+        "label_map": None if cfg.data.label_map is None else cfg.data.label_map.model_dump(mode="json"),
         "default_predictor": {"backend": default.backend, "precision": default.precision, "tta": default.tta,
                               "variant": default.label},
         "search": search_summary(study, sf, trial),

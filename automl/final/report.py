@@ -131,6 +131,46 @@ def _weight_average(r: dict) -> list[str]:
             f"**{'kept' if wa['kept'] else 'dropped'}**.", ""]
 
 
+# Class indices back to the masks' own encoding with numpy and bundle.json alone; the same table
+# as automl.data.label_map.original_table (tests/test_label_map.py runs both).
+_ORIGINAL_SNIPPET = {
+    "values": """\
+m = json.load(open("bundle.json"))["label_map"]
+table = np.full(256, m["void"][0] if m["void"] else 0, np.uint16)   # void and unused indices
+for value, index in reversed(list(m["values"].items())):           # a class's first value wins
+    table[index] = int(value)
+original = table[mask]   # mask: H×W uint8 class indices; .astype(np.uint8) when all values < 256""",
+    "colors": """\
+m = json.load(open("bundle.json"))["label_map"]
+rgb = lambda c: [int(c[i:i + 2], 16) for i in (1, 3, 5)]            # "#rrggbb" -> [r, g, b]
+table = np.array([rgb(m["void"][0] if m["void"] else "#000000")] * 256, np.uint8)  # void, unused
+for colour, index in reversed(list(m["colors"].items())):          # a class's first colour wins
+    table[index] = rgb(colour)
+original = table[mask]   # mask: H×W uint8 class indices -> H×W×3 uint8 RGB""",
+}
+
+
+def _original_values_section(report: dict) -> list[str]:
+    """How to turn predicted class indices back into the masks' raw values or colours."""
+    lm = report.get("label_map")
+    if not lm:
+        return []
+    kind = "values" if lm.get("values") is not None else "colors"
+    first: dict[int, str] = {}
+    for key, index in lm[kind].items():
+        first.setdefault(int(index), str(key))
+    what = "raw value" if kind == "values" else "colour"
+    pairs = ", ".join(f"{i} {name} → {first.get(i, '-')}" for i, name in enumerate(report["classes"]))
+    void = f" Void ({', '.join(map(str, lm['void']))}) was ignored in training." if lm.get("void") else ""
+    return ["## Original mask values", "",
+            f"The training masks held {'raw values' if kind == 'values' else 'colours'}; `data.label_map` mapped "
+            f"them to class indices as they were read, and `bundle.json` records the map. Class index → {what} "
+            f"(the first listed per class): {pairs}.{void}", "",
+            "Predictions are class indices. `predictor.to_original(mask)` turns them back; without the package, "
+            "with numpy and `bundle.json` alone (run in the bundle folder):", "",
+            "```python", "import json", "", "import numpy as np", "", _ORIGINAL_SNIPPET[kind], "```", ""]
+
+
 def render_markdown(report: dict) -> str:
     s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
     d = report["default_predictor"]
@@ -153,6 +193,7 @@ def render_markdown(report: dict) -> str:
     lines.append("")
 
     lines += _holdout_section(report)
+    lines += _original_values_section(report)
 
     lines += _weight_average(r)
     lines += ["## Test-time augmentation", ""]

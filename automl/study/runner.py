@@ -1,8 +1,9 @@
 """Run a search: check everything, open the study, enqueue the baseline, optimize, summarise.
 
 Order of checks, cheapest first, all before any training: study file and search space
-(pydantic) → storage URL → dataset folder (pairing, readability, sizes, labels) → which
-architecture/encoder pairs work at the data's input size → the baseline's values.
+(pydantic) → storage URL → dataset folder (pairing, readability, sizes, labels through
+data.label_map) → every class has train pixels → which architecture/encoder pairs work at the
+data's input size → the baseline's values.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from automl import faults, interrupts
 from automl.config import StudyFile
+from automl.data.coverage import require_every_class
 from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.split import assign_roles, keep_data_split
 from automl.data.synthetic import CLASSES as SYNTHETIC_CLASSES
@@ -60,14 +62,17 @@ def load_data(sf: StudyFile) -> Dataset:
         generate(sf.data_root, **sf.data.synthetic.model_dump())
     # a study that carves its selection split from train/ needs no val/ folder
     required = ("train",) if sf.data.val_fraction is not None else ("train", "val")
-    return assign_roles(load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index, required=required),
-                        sf.data)
+    return assign_roles(load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index, required=required,
+                                     label_map=sf.data.label_map, layout=sf.data.layout), sf.data)
 
 
 def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
+    """Everything a search (``automl search``, ``automl run``, a worker) checks and loads before
+    its first trial."""
     space_doc = load_search_space(sf.search_space)
     url = resolve_url(sf, storage)
     data = load_data(sf)
+    require_every_class(data, sf.data)
     input_size = padded_size(data.max_size(), sf.data.pad_divisor)
     depths = tuple(int(d) for d in space_doc.model.encoder_depth.values())
     pairs, _ = compatible_pairs(space_doc.model.architectures, space_doc.model.encoders, depths, input_size)
@@ -78,7 +83,7 @@ def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
     space.checked_portfolio()
     check_patterns(sf, list(space.parameters()))
     data_spec = DataSpec(classes=tuple(sf.data.classes), ignore_index=sf.data.ignore_index,
-                         pad_divisor=sf.data.pad_divisor)
+                         pad_divisor=sf.data.pad_divisor, label_map=sf.data.label_map)
     return Prepared(sf, data, data_spec, space, input_size, runtime, url)
 
 
