@@ -31,8 +31,9 @@ def _load(args: argparse.Namespace):
     if sf is not None:
         data = load_data(sf)
     elif args.data:
+        # the model's own label map: masks in their original encoding decode as it was trained
         data = load_dataset(Path(args.data), cfg.data.classes, cfg.data.ignore_index, required=(args.split,),
-                            origin="--data")
+                            origin="--data", label_map=cfg.data.label_map)
     else:
         raise ConfigError(f"{args.target}: a model folder or bundle needs --data DIR (or --study FILE) to know "
                           "which images to inspect")
