@@ -339,8 +339,7 @@ class RunSection(_Section):
 
     search_fraction: float = Field(0.5, gt=0, lt=1, description="share of the budget for the search")
     # Kept for ONNX export, TTA and INT8 decisions and latency measurement after the retrain.
-    # Unset: priced from the selected trial's val pass and latency, at least 20 s and at most a
-    # quarter of the budget (automl.overnight.reserve_seconds).
+    # Unset: priced from the selected trial's val pass and latency (automl.overnight.reserve_seconds).
     final_reserve: Duration | None = None
     # The search ends early (it starts no trial it cannot finish in time) so that the final retrain
     # of the current best gets at least this many epochs.

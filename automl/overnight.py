@@ -47,6 +47,9 @@ from automl.trial.length import steady_epoch_s
 log = logging.getLogger(__name__)
 
 RESERVE_FLOOR_S = 20.0
+# The share of the budget latency timing may take before it times fewer runs: a 10-minute run on
+# 512x512 images spent 2.5 of its minutes timing 6 variants (benchmarks/README.md).
+LATENCY_SHARE = 0.05
 # ONNX export, which no trial measures: the dynamo exporter's graph capture, model-size bound
 # (benchmarks/README.md, "One budget for the night", gives the measured figure)
 EXPORT_S = 20.0
@@ -142,8 +145,10 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     """The time after the retrain, priced from the trial's full val pass and its batch-1 latency:
     scoring the variants on val and the holdout, TTA, export, INT8 calibration, bundle writing
     (fixed), and latency timing, the one elastic part (it times fewer runs when time is short,
-    down to MIN_RUNS). At least RESERVE_FLOOR_S; latency is priced at its full runs up to a
-    quarter of the budget, and never below its fewest runs; ``run.final_reserve`` fixes it."""
+    down to MIN_RUNS). Latency gets its full runs only if they cost at most LATENCY_SHARE of the
+    budget (timing is worth less than training), never fewer than its fewest runs; the whole is
+    at least RESERVE_FLOOR_S and at most a quarter of the budget unless the fixed work alone
+    needs more. ``run.final_reserve`` fixes it instead."""
     if plan.reserve_s is not None:
         return plan.reserve_s
     fs = sf.final
@@ -160,7 +165,8 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     calls = variants * (2 + tta)  # per timed run: each variant end to end, with TTA, and model alone
     latency_full = per_image * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
     latency_min = per_image * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
-    return max(RESERVE_FLOOR_S, fixed + latency_min, min(fixed + latency_full, 0.25 * plan.total_s))
+    latency = min(latency_full, max(latency_min, LATENCY_SHARE * plan.total_s))
+    return max(RESERVE_FLOOR_S, min(fixed + latency, max(0.25 * plan.total_s, fixed + latency_min)))
 
 
 def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1,

@@ -5,7 +5,8 @@ and at which pruner step to report each score. The plain one is fixed in epochs.
 from measured training time, through the same mutable schedule span (:class:`~automl.trial.optim.Span`):
 
 - :class:`FinishBy` (``automl run``'s final retrain): after epoch 2 it sets the epoch count so
-  that training, with its remaining val passes, ends at a wall-clock time.
+  that training, with its remaining val passes, ends at a wall-clock time; halfway through it
+  checks again against the median of all its epochs, and re-plans if that moved the count.
 - :class:`EqualTime` (equal-time search trials): a trial gets ``trial_epochs`` reference epochs
   of training time (the baseline's steady epoch) and an LR schedule spanning
   ``trial_schedule_epochs`` of them; a config 1.6× slower per epoch trains ~1.6× fewer epochs.
@@ -25,6 +26,11 @@ from automl.trial.optim import Span
 log = logging.getLogger(__name__)
 
 REPLAN_EPOCH = 2  # the first epoch past the warm-up (lazy init, cudnn autotune, loader start)
+# Halfway, a second look: one epoch 2 slowed by another process (or sped up by a warm cache) set
+# the whole plan, and a retrain that ends a minute early leaves that minute unused. The count
+# moves only if it changed by more than MIDWAY_TOLERANCE of it (and a whole epoch): the LR
+# schedule stretches with it, and small moves are not worth the jolt.
+MIDWAY_TOLERANCE = 0.05
 
 
 def steady_epoch_s(epoch_train_s: list[float]) -> float | None:
@@ -83,10 +89,16 @@ class FinishBy(Length):
         self.min_epochs, self.margin = min_epochs, margin
         self.clock = clock or (lambda: time.monotonic())
         self.subset_passes = subset_passes  # the retrain's own subset passes so far (seconds each)
+        self.midway: int | None = None  # the epoch of the second look, set by the first re-plan
 
     def after_epoch(self, epoch: int, epoch_train_s: list[float]) -> None:
-        if epoch != min(REPLAN_EPOCH, self.planned):
-            return
+        if epoch == min(REPLAN_EPOCH, self.planned):
+            self._replan(epoch, epoch_train_s, always=True)
+            self.midway = max(epoch + 1, round(self.epochs / 2))
+        elif epoch == self.midway and epoch < self.epochs:
+            self._replan(epoch, epoch_train_s, always=False)
+
+    def _replan(self, epoch: int, epoch_train_s: list[float], always: bool) -> None:
         spe = steady_epoch_s(epoch_train_s) * (1 + self.margin)
         done = self.subset_passes()
         sub = statistics.mean(done) if done else self.subset_pass_s
@@ -94,9 +106,13 @@ class FinishBy(Length):
         # the val passes still to come: the final full pass and the subset points not yet passed
         evals = self.full_pass_s + max(0, self.points - 1 - len(done)) * sub
         more = math.floor(max(0.0, left - evals) / spe) if spe > 0 else 0
-        self.set(max(self.min_epochs, epoch + more))
-        log.info("final retrain re-planned from its epochs (%.2f s each): %d epochs (planned %d), %.0f s left",
-                 spe / (1 + self.margin), self.epochs, self.planned, left)
+        epochs = max(self.min_epochs, epoch + more)
+        if not always and abs(epochs - self.epochs) <= max(1, MIDWAY_TOLERANCE * self.epochs):
+            return
+        before = self.epochs
+        self.set(epochs)
+        log.info("final retrain re-planned from its epochs (%.2f s each) at epoch %d: %d epochs (was %d, planned "
+                 "%d), %.0f s left", spe / (1 + self.margin), epoch, self.epochs, before, self.planned, left)
 
     def scored(self, epoch: int, epoch_train_s: list[float]) -> bool:
         return epoch in eval_epochs(self.epochs, self.points)
