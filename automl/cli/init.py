@@ -17,18 +17,6 @@ from rich.text import Text
 from automl.errors import ConfigError
 from automl.terminal import markup_safe, visible
 
-# How each image mode is read (automl.data.decode), in words.
-IMAGE_MODES = {
-    "L": "grey",
-    "RGB": "RGB",
-    "RGBA": "RGBA (alpha dropped)",
-    "LA": "grey + alpha (alpha dropped)",
-    "P": "palette (its colours)",
-    "I;16": "16-bit grey (scaled to 8 bits: round(v × 255 / 65535))",
-    "I": "32-bit integer grey (values above 255 scaled as 16-bit)",
-    "1": "1-bit",
-    "CMYK": "CMYK (converted to RGB)",
-}
 PROGRESS_FROM = 200  # files; a bar for folders at least this large
 VALUES_SHOWN = 24
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -60,7 +48,8 @@ def _fingerprint(root: Path, console: Console):
     try:
         return fingerprint(root, origin="DATA", on_progress=on_progress)
     finally:
-        progress.stop()
+        if task is not None:
+            progress.stop()
 
 
 def _show_found(console: Console, plan) -> None:
@@ -71,8 +60,6 @@ def _show_found(console: Console, plan) -> None:
     console.print(f"[bold]found[/] in {markup_safe(fp.root)}:")
     for line in found_summary(fp):
         console.print(f"  {markup_safe(line)}", highlight=False)
-    console.print("  image modes: " + ", ".join(f"{markup_safe(IMAGE_MODES.get(m, m))} ({n})"
-                                                 for m, n in fp.image_modes.items()), highlight=False)
     console.print(f"  mask modes: {', '.join(f'{markup_safe(m)} ({n})' for m, n in fp.mask_modes.items())}; read as "
                   f"{MASK_KINDS[fp.mask_kind]}", highlight=False)
     for note in fp.notes:

@@ -33,6 +33,20 @@ from automl.errors import DataError
 # What a mask's pixels are, by the array a search reads from it.
 MASK_KINDS = {"8-bit": "single-channel 8-bit values", "16-bit": "single-channel 16-bit values",
               "RGB": "RGB colours"}
+# How each image mode is read (automl.data.decode), in words.
+IMAGE_MODES = {
+    "L": "grey",
+    "RGB": "RGB",
+    "RGBA": "RGBA (alpha dropped)",
+    "LA": "grey + alpha (alpha dropped)",
+    "P": "palette (its colours)",
+    "I;16": "16-bit grey (scaled to 8 bits: round(v × 255 / 65535))",
+    "I;16B": "16-bit grey (scaled to 8 bits: round(v × 255 / 65535))",
+    "I": "32-bit integer grey (taken as is up to 255, else scaled as 16-bit)",
+    "F": "32-bit float (refused: save 8- or 16-bit integers)",
+    "1": "1-bit",
+    "CMYK": "CMYK (converted to RGB)",
+}
 # EXIF orientations that swap width and height (a photo stored sideways).
 _TRANSPOSED = {5, 6, 7, 8}
 FIRST_FILES = 3  # files named per raw value
@@ -109,8 +123,15 @@ class _FileFacts:
     problems: list[str] = field(default_factory=list)
 
 
+# Image modes whose pixels decide whether a search takes them (decode.image_array refuses floats
+# and out-of-range integers): only these images are decoded here.
+_CHECKED_MODES = {"F", "I"}
+
+
 def _image_header(path: Path) -> tuple[str, tuple[int, int], bool]:
     with Image.open(path) as im:
+        if im.mode in _CHECKED_MODES:
+            decode.image_array(im)  # raises decode.Refused, saying why
         orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
         w, h = im.size
         return im.mode, ((w, h) if orientation in _TRANSPOSED else (h, w)), orientation not in (0, 1)
@@ -124,6 +145,8 @@ def _read(pair: _Pair, colour_palette: bool) -> _FileFacts:
     facts = _FileFacts()
     try:
         facts.image_mode, facts.image_size, facts.rotated = _image_header(pair.image)
+    except decode.Refused as exc:
+        facts.problems.append(f"{pair.image_name}: {exc}")
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
         facts.problems.append(f"{pair.image_name}: {_unreadable(pair.image, exc)}")
     try:

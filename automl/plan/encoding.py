@@ -301,6 +301,10 @@ def read_encoding(fp: Fingerprint, void: list[Key] | None = None) -> Encoding:
     reasons = [rule.reason.format(palette=found.palette.path.name if found.palette else ""), *found.notes, *a.notes]
     if found.void:
         reasons.append(f"--void: {', '.join(map(_shown, found.void))} read as void")
+    elif not a.void:
+        example = "#rrggbb" if found.kind == "colours" else "VALUE"
+        reasons.append(f"no {_named_by_value(found)} is read as void: if one marks unlabelled pixels, pass --void "
+                       f"{example} (it is then ignored, not learnt)")
     if len(a.classes) < 2:
         raise DataError(visible(f"the masks hold {len(a.classes)} class ({', '.join(n for n, _ in a.classes)}) after "
                                 f"void ({', '.join(map(_shown, a.void)) or 'none'}): nothing to tell apart"))

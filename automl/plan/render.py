@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from automl.data.fingerprint import MASK_KINDS, Fingerprint
+from automl.data.fingerprint import IMAGE_MODES, MASK_KINDS, Fingerprint
 from automl.errors import ConfigError
 from automl.plan.study import StudyPlan
 from automl.terminal import visible
@@ -39,7 +39,7 @@ def found_summary(fp: Fingerprint) -> list[str]:
     (h, w), (h0, w0), (h1, w1) = fp.sizes.median, fp.sizes.smallest, fp.sizes.largest
     splits = ", ".join(f"{s}/ {n}" for s, n in fp.splits.items()) if fp.layout == "folders" else \
         f"images/ + masks/ {fp.splits['train']}"
-    modes = ", ".join(f"{m} {n}" for m, n in fp.image_modes.items())
+    modes = ", ".join(f"{IMAGE_MODES.get(m, m)} {n}" for m, n in fp.image_modes.items())
     kind = MASK_KINDS[fp.mask_kind] + (" (grey: r = g = b)" if fp.grey_colours else "")
     what = "colours" if fp.mask_kind == "RGB" and not fp.grey_colours else "values"
     lines = [f"layout {fp.layout}: {splits} image/mask pairs",

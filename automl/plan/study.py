@@ -19,7 +19,7 @@ from automl.data.split import carve_count
 from automl.errors import ConfigError
 from automl.plan.encoding import Encoding, Key, read_encoding
 from automl.plan.machine import Machine, detect_machine
-from automl.plan.timing import SEARCH_FRACTION, Timing, duration, plan_timing
+from automl.plan.timing import SEARCH_FRACTION, Timing, duration, epochs_text, plan_timing
 from automl.terminal import visible
 from automl.trial.model import fill_cache_command, imagenet_unavailable
 from automl.yaml_file import read_yaml
@@ -191,7 +191,7 @@ def plan_settings(timing: Timing, n_val: int) -> tuple[dict, list[Decision]]:
          "retrain the rest: on CamVid-small the search found its winner early and the final's extra epochs paid "
          "(studies/camvid.yaml)"),
         ("run.min_final_epochs", min_final, f"the search stops early rather than leave the final retrain fewer "
-                                            f"epochs (by the estimate it gets {timing.final_epochs:,})"),
+                                            f"epochs (by the estimate it gets {epochs_text(timing.final_epochs)})"),
     ]
     return {k: v for k, v, _ in decided}, [Decision(k, v, r) for k, v, r in decided]
 

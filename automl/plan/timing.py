@@ -57,7 +57,7 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
-def _epochs(n: int) -> str:
+def epochs_text(n: int) -> str:
     return f"about {n}" if n <= 10_000 else "over 10,000"
 
 
@@ -90,7 +90,7 @@ def plan_timing(*, cuda: bool, n_train: int, n_val: int, crop: int, batch: int,
     trial_s = epochs * epoch_s
     final = int((budget_h * 3600 - search_s) / epoch_s) if epoch_s > 0 else final_epochs
     reasons.append(f"suggested budget {budget_h} h: {TARGET_TRIALS} trials in the search's {SEARCH_FRACTION * 100:.0f} % "
-                   f"(≈ {duration(trial_s)} each) and a final retrain of {_epochs(final)} epochs in the rest "
+                   f"(≈ {duration(trial_s)} each) and a final retrain of {epochs_text(final)} epochs in the rest "
                    f"(CamVid-small's default recipe gained until ~150 epochs of 46 steps); "
                    f"between {MIN_BUDGET_H} h and a {MAX_BUDGET_H} h night")
     limit = max(600, math.ceil(3 * trial_s / 60) * 60)
