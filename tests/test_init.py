@@ -352,9 +352,9 @@ def test_the_start_up_check_probes_the_hub_and_refuses_a_missing_file(work, monk
 
 def _fp(values: dict, kind: str = "8-bit", palette=None, *, layout="flat", splits=None, size=(32, 48)) -> Fingerprint:
     raw = tuple(RawValue(k, n, 1, ("masks/a.png",)) for k, n in sorted(values.items()))
-    return Fingerprint(root=Path("/data/x"), layout=layout, splits=splits or {"train": 10}, sizes=Sizes(size, size, size),
-                       image_modes={"RGB": 10}, exif_rotated=0, mask_kind=kind, mask_modes={"L": 10}, values=raw,
-                       palette=palette)
+    return Fingerprint(root=Path("/data/x"), layout=layout, splits=splits or {"train": 10},
+                       sizes=Sizes(size, size, size), image_modes={"RGB": 10}, exif_rotated=0, mask_kind=kind,
+                       mask_modes={"L": 10}, values=raw, palette=palette)
 
 
 @pytest.mark.parametrize("values, kind, void, rule, classes, ignore, label_map", [

@@ -88,10 +88,6 @@ class Fingerprint:
     notes: tuple[str, ...] = field(default=())  # files that looked like a palette but are not
 
     @property
-    def n_images(self) -> int:
-        return sum(self.splits.values())
-
-    @property
     def grey_colours(self) -> bool:
         """RGB masks with r = g = b in every pixel: single-channel values stored as RGB."""
         return self.mask_kind == "RGB" and all(v.grey for v in self.values)

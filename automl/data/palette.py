@@ -22,14 +22,14 @@ from automl.terminal import visible
 VOID_NAMES = frozenset({"void", "unlabelled", "unlabeled", "ignore", "ignored", "__ignore__"})
 
 
+def is_void_name(name: str) -> bool:
+    return name.strip().lower() in VOID_NAMES
+
+
 @dataclass(frozen=True)
 class PaletteEntry:
     name: str
     colour: str | None  # "#rrggbb"; None in classes.txt
-
-    @property
-    def void(self) -> bool:
-        return self.name.strip().lower() in VOID_NAMES
 
 
 @dataclass(frozen=True)
@@ -146,5 +146,6 @@ def find_palette(root: Path) -> tuple[Palette | None, list[str]]:
     if len(found) > 1:
         problems.append(f"{' and '.join(p.path.name for p in found)} both name the classes; keep one of them")
     if problems:
-        raise DataError(visible(f"dataset {root.name}/: palette file problem(s):\n" + "\n".join(f"  {p}" for p in problems)))
+        lines = [f"dataset {root.name}/: palette file problem(s):", *(f"  {p}" for p in problems)]
+        raise DataError(visible("\n".join(lines)))
     return (found[0] if found else None), notes

@@ -18,7 +18,7 @@ from typing import Literal
 
 from automl.config import RAW_VALUE_MAX, colour_text, parse_colour
 from automl.data.fingerprint import FIRST_FILES, Fingerprint, RawValue
-from automl.data.palette import VOID_NAMES, Palette, PaletteEntry
+from automl.data.palette import Palette, PaletteEntry, is_void_name
 from automl.errors import ConfigError, DataError
 from automl.terminal import visible
 
@@ -81,12 +81,8 @@ class Encoding:
 
 # --- helpers the rules share ----------------------------------------------------------------
 
-def _shown(key: Key) -> str:
-    return str(key)
-
-
 def _unknown_error(what: str, unknown: list[RawValue], hint: str) -> DataError:
-    lines = [f"  {_shown(v.key)}: {v.pixels:,} pixels in {v.files} file(s) ({', '.join(v.first)}"
+    lines = [f"  {str(v.key)}: {v.pixels:,} pixels in {v.files} file(s) ({', '.join(v.first)}"
              f"{', ...' if v.files > FIRST_FILES else ''})" for v in unknown]
     return DataError(visible(f"{what}; the masks hold {len(unknown)} it does not name:\n" + "\n".join(lines)
                              + f"\n{hint}"))
@@ -110,7 +106,7 @@ def _names(found: Found, keys: list[Key], default: list[str], *, by_index: bool)
     names = [e.name for e in pal.entries]
     if by_index and len(names) > max(keys):
         chosen = [(names[k], k) for k in keys]
-        unused = [f"{n} ({i})" for i, n in enumerate(names) if i not in keys and n.lower() not in VOID_NAMES]
+        unused = [f"{n} ({i})" for i, n in enumerate(names) if i not in keys and not is_void_name(n)]
         notes = [f"{pal.path.name} names {len(unused)} class(es) with no pixels in any mask, left out: "
                  f"{', '.join(unused[:12])}{' ...' if len(unused) > 12 else ''}"] if unused else []
     elif len(names) == len(keys):
@@ -119,7 +115,7 @@ def _names(found: Found, keys: list[Key], default: list[str], *, by_index: bool)
         raise DataError(visible(f"{pal.path.name} names {len(names)} classes ({', '.join(names[:12])}); the masks "
                                 f"hold {len(keys)} class values ({', '.join(map(str, keys[:24]))}). Give one name "
                                 "per value, in value order"))
-    void = [k for n, k in chosen if n.strip().lower() in VOID_NAMES]
+    void = [k for n, k in chosen if is_void_name(n)]
     if void:
         notes.append(f"{pal.path.name} names {', '.join(map(str, void))} void: read as void")
     return Assignment([(n, [k]) for n, k in chosen if k not in void], void, notes)
@@ -145,13 +141,14 @@ def _by_palette(found: Found, named: dict[Key, str], source: str, hint: str) -> 
     if unknown:
         raise _unknown_error(f"{source} names {len(named)} {_named_by_value(found)}s", unknown, hint)
     present = set(found.keys)
-    classes = [(name, [k]) for k, name in named.items() if k in present and name.lower() not in VOID_NAMES]
-    void = [k for k, name in named.items() if k in present and name.lower() in VOID_NAMES]
-    absent = [f"{name} ({_shown(k)})" for k, name in named.items() if k not in present and name.lower() not in VOID_NAMES]
+    classes = [(name, [k]) for k, name in named.items() if k in present and not is_void_name(name)]
+    void = [k for k, name in named.items() if k in present and is_void_name(name)]
+    absent = [f"{name} ({str(k)})" for k, name in named.items()
+              if k not in present and not is_void_name(name)]
     notes = [f"{source}: {len(absent)} class(es) with no pixels in any mask left out (a search refuses a class it "
              f"cannot learn): {', '.join(absent[:12])}{' ...' if len(absent) > 12 else ''}"] if absent else []
     if void:
-        notes.append(f"{source} names {', '.join(map(_shown, void))} void: read as void")
+        notes.append(f"{source} names {', '.join(map(str, void))} void: read as void")
     return Assignment(classes, void, notes)
 
 
@@ -282,7 +279,7 @@ def _found(fp: Fingerprint, void: list[Key]) -> Found:
             problems.append(f"--void {v}: the masks are RGB colours; give a colour (e.g. --void #ffffff)")
             continue
         if v not in {x.key for x in values}:
-            problems.append(f"--void {v}: no mask holds it (found: {', '.join(_shown(x.key) for x in values[:16])}"
+            problems.append(f"--void {v}: no mask holds it (found: {', '.join(str(x.key) for x in values[:16])}"
                             f"{', ...' if len(values) > 16 else ''})")
         keys.append(v)
     if problems:
@@ -300,16 +297,19 @@ def read_encoding(fp: Fingerprint, void: list[Key] | None = None) -> Encoding:
     a.void = list(dict.fromkeys([*found.void, *a.void]))
     reasons = [rule.reason.format(palette=found.palette.path.name if found.palette else ""), *found.notes, *a.notes]
     if found.void:
-        reasons.append(f"--void: {', '.join(map(_shown, found.void))} read as void")
+        reasons.append(f"--void: {', '.join(map(str, found.void))} read as void")
     elif not a.void:
         example = "#rrggbb" if found.kind == "colours" else "VALUE"
         reasons.append(f"no {_named_by_value(found)} is read as void: if one marks unlabelled pixels, pass --void "
                        f"{example} (it is then ignored, not learnt)")
     if len(a.classes) < 2:
         raise DataError(visible(f"the masks hold {len(a.classes)} class ({', '.join(n for n, _ in a.classes)}) after "
-                                f"void ({', '.join(map(_shown, a.void)) or 'none'}): nothing to tell apart"))
+                                f"void ({', '.join(map(str, a.void)) or 'none'}): nothing to tell apart"))
     if len(a.classes) > MAX_CLASSES:
-        raise DataError(f"the masks hold {len(a.classes)} distinct class values; a study takes at most {MAX_CLASSES}")
+        blended = (" (colour masks saved with smoothing, resizing or as JPEG hold blended colours: save them without)"
+                   if found.kind == "colours" else "")
+        raise DataError(f"the masks hold {len(a.classes)} distinct class {_named_by_value(found)}s; a study takes at "
+                        f"most {MAX_CLASSES}{blended}")
     names = [n for n, _ in a.classes]
     if len(set(names)) != len(names):
         raise DataError(visible(f"class names given twice: {sorted({n for n in names if names.count(n) > 1})}"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from automl.errors import ConfigError
@@ -16,8 +15,6 @@ ASSUMED_GPU_GIB = 16.0
 class Machine:
     device: str  # "cpu" or "cuda" (the study file's device)
     gpu_gib: float | None = None  # CUDA: memory of GPU 0
-    gpu_name: str = ""
-    cpu_threads: int = 1
     # how the device was chosen, in words ("--device auto: no GPU visible")
     why: str = ""
 
@@ -32,14 +29,13 @@ def detect_machine(device: str = "auto") -> Machine:
         raise ConfigError(f"--device {device!r}: give auto, cpu or cuda")
     import torch
 
-    threads = torch.get_num_threads() or os.cpu_count() or 1
     visible = torch.cuda.is_available()
     if device == "cpu" or device == "auto" and not visible:
         why = "--device cpu" if device == "cpu" else "--device auto: no GPU visible"
-        return Machine("cpu", cpu_threads=threads, why=why)
+        return Machine("cpu", why=why)
     if not visible:
-        return Machine("cuda", ASSUMED_GPU_GIB, "", threads,
+        return Machine("cuda", ASSUMED_GPU_GIB,
                        f"--device cuda, but no GPU is visible here: planned for a {ASSUMED_GPU_GIB:g} GiB GPU")
     props = torch.cuda.get_device_properties(0)
     why = "--device cuda" if device == "cuda" else "--device auto: a GPU is visible"
-    return Machine("cuda", props.total_memory / 2**30, props.name, threads, f"{why} ({props.name})")
+    return Machine("cuda", props.total_memory / 2**30, f"{why} ({props.name}, {props.total_memory / 2**30:.0f} GiB)")

@@ -91,17 +91,16 @@ def plan_split(fp: Fingerprint) -> tuple[dict, list[Decision], int, int]:
     splits = fp.splits
     n_train = splits["train"]
     if "val" in splits and "test" in splits:
-        return {}, [Decision("data.val_fraction", None, f"val/ ({splits['val']} images) selects (every trial's score, "
-                                                         f"TTA, INT8); test/ ({splits['test']} images) is the untouched "
-                                                         "holdout, scored once by the shipped model")], \
-            n_train, splits["val"]
+        reason = (f"val/ ({splits['val']} images) selects (every trial's score, TTA, INT8); test/ ({splits['test']} "
+                  "images) is the untouched holdout, scored once by the shipped model")
+        return {}, [Decision("data.val_fraction", None, reason)], n_train, splits["val"]
     n_val = carve_count(n_train, VAL_FRACTION, MIN_VAL_IMAGES)
     where = ("the folder is flat: all of it is train" if fp.layout == "flat" else
              "there is no val/ folder" if "val" not in splits else
              f"val/ ({splits['val']} images) is kept as the untouched holdout, as studies/camvid.yaml does")
     holdout = ("val/" if "val" in splits else "test/" if "test" in splits else None)
-    reason = (f"a seeded {VAL_FRACTION * 100:.0f} % of train ({n_val} of {n_train} images) is the selection split: {where}; "
-              "the same images in every worker, restart and the final (automl/data/split.py)")
+    reason = (f"a seeded {VAL_FRACTION * 100:.0f} % of train ({n_val} of {n_train} images) is the selection split: "
+              f"{where}; the same images in every worker, restart and the final (automl/data/split.py)")
     if n_val > round(VAL_FRACTION * n_train):
         reason += f"; {n_val} is the floor for a small set (data.min_val_images = {MIN_VAL_IMAGES})"
     reason += (f". Untouched holdout: {holdout}, scored once after every decision" if holdout else
@@ -129,7 +128,7 @@ def plan_crop(fp: Fingerprint, machine: Machine) -> Decision:
 def plan_batch(base: dict, n_train: int, crop: int, machine: Machine) -> tuple[list[int], int, str]:
     """(batch size choices, the baseline's, why): the base space's choices that fit the data (a
     few steps an epoch) and, on CUDA, the GPU's memory."""
-    param = base["batch_size"]
+    param = base["batch_size"]  # the base spaces give choices (or one value)
     choices = sorted(param["choices"]) if isinstance(param, dict) else [int(param)]
     limits = [(n_train // MIN_STEPS_PER_EPOCH, f"{n_train} train images: at most {n_train // MIN_STEPS_PER_EPOCH} "
                                                 f"per batch keeps {MIN_STEPS_PER_EPOCH}+ steps an epoch")]
@@ -149,56 +148,52 @@ def plan_batch(base: dict, n_train: int, crop: int, machine: Machine) -> tuple[l
     return kept, baseline, "; ".join(why) or f"the base space's choices {choices} fit"
 
 
-def plan_weights(encoders: list[str], baseline_encoder: str | None,
-                 unavailable=imagenet_unavailable) -> tuple[str | None, list[str], str]:
-    """(encoder_weights, encoders, why): ImageNet when the weights are cached here (nothing is
+def plan_weights(encoders: list[str], unavailable=imagenet_unavailable) -> tuple[str | None, str]:
+    """(encoder_weights, why): ImageNet when every encoder's weights are cached here (nothing is
     downloaded to find out), else random init, said plainly with how to get them."""
     missing = {e: why for e in encoders if (why := unavailable(e, probe=False)) is not None}
     if not missing:
-        return "imagenet", encoders, (f"ImageNet weights for {', '.join(encoders)} are in the cache here: pretrained "
+        return "imagenet", (f"ImageNet weights for {', '.join(encoders)} are in the cache here: pretrained "
                                       "encoders learn far faster from few images")
     cached = [e for e in encoders if e not in missing]
-    if cached and baseline_encoder in cached:
-        return "imagenet", cached, (f"ImageNet weights are cached for {', '.join(cached)} only: the search keeps those "
-                                    f"encoders (left out: {', '.join(missing)}), pretrained")
     fill = fill_cache_command(list(missing))
-    return None, encoders, ("random init (encoder_weights: null): ImageNet weights for "
-                            f"{', '.join(missing)} are not in the cache here and init downloads nothing. To use "
-                            f"them, run `{fill}` where there is internet, copy the Hugging Face cache here, then "
-                            "set model.encoder_weights: imagenet (a search checks at start-up that it can get them)")
+    return None, ("random init (encoder_weights: null): ImageNet weights for "
+                  f"{', '.join(missing)} are not in the cache here and init downloads nothing"
+                  + (f" (cached: {', '.join(cached)}; keeping only those in model.encoders would allow imagenet)"
+                     if cached else "")
+                  + f". To use them, run `{fill}` where there is internet, copy the Hugging Face cache here, then set "
+                  "model.encoder_weights: imagenet (a search checks at start-up that it can get them)")
 
 
 def plan_settings(timing: Timing, n_val: int) -> tuple[dict, list[Decision]]:
     """The budget, eval, pruner and run fields, by dotted name, and why."""
     min_final = max(1, min(40, timing.final_epochs // 2))
     subset = 0.3 if n_val >= 50 else 1.0
-    rungs = max(1, timing.trial_epochs // 3)
+    rung = max(1, timing.trial_epochs // 3)
+    share = f"{SEARCH_FRACTION * 100:.0f} %"
     decided = [
-        ("budget.n_trials", 200, "a cap only: the time decides (budget.timeout for `automl search`, --budget for "
-                                 "`automl run`)"),
-        ("budget.timeout", f"{round(timing.search_s / 60)}m", f"the search's share ({SEARCH_FRACTION * 100:.0f} %) of the "
-                                                             f"suggested {timing.budget_h} h, for `automl search` alone"),
+        ("budget.n_trials", 200,
+         "a cap only: the time decides (budget.timeout for `automl search`, --budget for `automl run`)"),
+        ("budget.timeout", f"{round(timing.search_s / 60)}m",
+         f"the search's share ({share}) of the suggested {timing.budget_h} h, for `automl search` alone"),
         ("budget.trial_epochs", timing.trial_epochs, "; ".join(timing.reasons[:-1])),
-        ("budget.trial_schedule_epochs", timing.schedule_epochs, "the LR schedule of a trial spans this many epochs "
-                                                                 "and it stops at trial_epochs, as studies/camvid.yaml"),
-        ("budget.trial_time_limit", f"{timing.trial_time_limit_s // 60}m", f"3× a trial's estimated "
-                                                                          f"{duration(timing.trial_s)}, at least 10 min"),
-        ("eval.subset", subset, "intermediate epochs score a fixed 30 % of the selection split (the last all of it)"
-         if subset < 1 else f"the selection split is small ({n_val} images): every scored epoch uses all of it"),
-        ("pruner", {"type": "hyperband", "min_resource": rungs, "reduction_factor": 3},
-         f"Hyperband, first rung at epoch {rungs} (a third of a trial), as studies/camvid.yaml"),
-        ("run.search_fraction", SEARCH_FRACTION, "`automl run` gives the search 30 % of the budget and the final "
-         "retrain the rest: on CamVid-small the search found its winner early and the final's extra epochs paid "
-         "(studies/camvid.yaml)"),
-        ("run.min_final_epochs", min_final, f"the search stops early rather than leave the final retrain fewer "
-                                            f"epochs (by the estimate it gets {epochs_text(timing.final_epochs)})"),
+        ("budget.trial_schedule_epochs", timing.schedule_epochs,
+         "the LR schedule of a trial spans this many epochs and it stops at trial_epochs, as studies/camvid.yaml"),
+        ("budget.trial_time_limit", f"{timing.trial_time_limit_s // 60}m",
+         f"3× a trial's estimated {duration(timing.trial_s)}, at least 10 min"),
+        ("eval.subset", subset,
+         "intermediate epochs score a fixed 30 % of the selection split (the last all of it)" if subset < 1 else
+         f"the selection split is small ({n_val} images): every scored epoch uses all of it"),
+        ("pruner", {"type": "hyperband", "min_resource": rung, "reduction_factor": 3},
+         f"Hyperband, first rung at epoch {rung} (a third of a trial), as studies/camvid.yaml"),
+        ("run.search_fraction", SEARCH_FRACTION,
+         f"`automl run` gives the search {share} of the budget and the final retrain the rest: on CamVid-small the "
+         "search found its winner early and the final's extra epochs paid (studies/camvid.yaml)"),
+        ("run.min_final_epochs", min_final,
+         "the search stops early rather than leave the final retrain fewer epochs (by the estimate it gets "
+         f"{epochs_text(timing.final_epochs)})"),
     ]
     return {k: v for k, v, _ in decided}, [Decision(k, v, r) for k, v, r in decided]
-
-
-def _baseline_encoder(space: dict) -> str | None:
-    model = space.get("baseline", {}).get("model")
-    return model.split("/", 1)[1] if isinstance(model, str) and "/" in model else None
 
 
 def plan_study(fp: Fingerprint, *, name: str, device: str | Machine = "auto", void: list[Key] | None = None,
@@ -223,16 +218,12 @@ def plan_study(fp: Fingerprint, *, name: str, device: str | Machine = "auto", vo
     choices, baseline_batch, batch_why = plan_batch(base, n_train, crop.value[0], machine)
     space["batch_size"] = {"choices": choices} if len(choices) > 1 else choices[0]
     space.setdefault("baseline", {})["batch_size"] = baseline_batch
-    weights, encoders, weights_why = plan_weights(list(base["model"]["encoders"]), _baseline_encoder(base),
-                                                  unavailable)
+    weights, weights_why = plan_weights(list(base["model"]["encoders"]), unavailable)
     space["model"]["encoder_weights"] = weights
-    space["model"]["encoders"] = encoders
     changes = [Decision(f"search space: {k}", v, r) for k, v, r in (
         ("augment.crop", crop.value, crop.reason),
         ("batch_size", space["batch_size"], batch_why + f"; the baseline trains at {baseline_batch}"),
         ("model.encoder_weights", weights, weights_why))]
-    if encoders != base["model"]["encoders"]:
-        changes.append(Decision("search space: model.encoders", encoders, weights_why))
 
     timing = plan_timing(cuda=machine.cuda, n_train=n_train, n_val=n_val, crop=crop.value[0], batch=baseline_batch,
                          image_hw=fp.sizes.median)

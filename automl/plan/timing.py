@@ -43,7 +43,6 @@ class Timing:
     budget_h: int
     search_s: float
     final_epochs: int  # what the final retrain gets in the rest of the budget, by the estimate
-    trials_in_search: int
     trial_time_limit_s: int
     reasons: tuple[str, ...]
 
@@ -75,12 +74,12 @@ def plan_timing(*, cuda: bool, n_train: int, n_val: int, crop: int, batch: int,
     need_s = max(TARGET_TRIALS * epochs * epoch_s / SEARCH_FRACTION, final_epochs * epoch_s / (1 - SEARCH_FRACTION))
     budget_h = min(MAX_BUDGET_H, max(MIN_BUDGET_H, math.ceil(need_s / 3600)))
     search_s = SEARCH_FRACTION * budget_h * 3600
-    rate = f"{'CUDA' if cuda else 'CPU'} rate of {(CUDA_S_PER_MPX if cuda else CPU_S_PER_MPX):.3g} s per megapixel"
-    reasons = [f"one epoch ≈ {duration(epoch_s)}: {n_train} crops of {crop}² and a pass over {n_val} selection images, at "
-               f"the {rate} measured in benchmarks/README.md ({'FPN-resnet34, bf16' if cuda else 'FPN-resnet18, one core'}"
-               "; other models and machines differ, up to 2.5× from day to day)",
-               f"a trial trains {epochs} epochs ({epochs * steps} steps of batch {batch}): about the {TRIAL_STEPS} steps "
-               f"of CamVid-small's 6-epoch trials, which ranked configurations as longer training did; its LR "
+    rate = (f"the {'CUDA' if cuda else 'CPU'} rate of {(CUDA_S_PER_MPX if cuda else CPU_S_PER_MPX):.3g} s per "
+            f"megapixel measured in benchmarks/README.md ({'FPN-resnet34, bf16' if cuda else 'FPN-resnet18, one core'}")
+    reasons = [f"one epoch ≈ {duration(epoch_s)}: {n_train} crops of {crop}² and a pass over {n_val} selection "
+               f"images, at {rate}; other models and machines differ, up to 2.5× from day to day)",
+               f"a trial trains {epochs} epochs ({epochs * steps} steps of batch {batch}): about the {TRIAL_STEPS} "
+               f"steps of CamVid-small's 6-epoch trials, which ranked configurations as longer training did; its LR "
                f"schedule spans {round(SCHEDULE_SPAN * epochs)} epochs, as there (budget.trial_schedule_epochs)"]
     if TARGET_TRIALS * epochs * epoch_s > search_s:
         fit = max(1, int(search_s / (TARGET_TRIALS * epoch_s)))
@@ -89,10 +88,10 @@ def plan_timing(*, cuda: bool, n_train: int, n_val: int, crop: int, batch: int,
         epochs = fit
     trial_s = epochs * epoch_s
     final = int((budget_h * 3600 - search_s) / epoch_s) if epoch_s > 0 else final_epochs
-    reasons.append(f"suggested budget {budget_h} h: {TARGET_TRIALS} trials in the search's {SEARCH_FRACTION * 100:.0f} % "
-                   f"(≈ {duration(trial_s)} each) and a final retrain of {epochs_text(final)} epochs in the rest "
-                   f"(CamVid-small's default recipe gained until ~150 epochs of 46 steps); "
-                   f"between {MIN_BUDGET_H} h and a {MAX_BUDGET_H} h night")
+    reasons.append(f"suggested budget {budget_h} h: {TARGET_TRIALS} trials in the search's "
+                   f"{SEARCH_FRACTION * 100:.0f} % (≈ {duration(trial_s)} each) and a final retrain of "
+                   f"{epochs_text(final)} epochs in the rest (CamVid-small's default recipe gained until ~150 epochs "
+                   f"of 46 steps); between {MIN_BUDGET_H} h and a {MAX_BUDGET_H} h night")
     limit = max(600, math.ceil(3 * trial_s / 60) * 60)
     return Timing(epoch_s, steps, epochs, max(epochs, round(SCHEDULE_SPAN * epochs)), trial_s, budget_h, search_s,
-                  final, int(search_s / trial_s) if trial_s > 0 else 10**6, limit, tuple(reasons))
+                  final, limit, tuple(reasons))
