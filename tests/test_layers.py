@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("bundle", ("automl.bundle",)),
     ("study", ("automl.study",)),
     ("final", ("automl.final",)),
-    ("diagnostics and view", ("automl.diagnostics", "automl.view")),
+    ("diagnostics and view", ("automl.diagnostics", "automl.view", "automl.plan")),
     ("run", ("automl.overnight",)),
     ("cli", ("automl.cli", "automl.__main__")),
 ]

@@ -1,9 +1,9 @@
 """Run a search: check everything, open the study, enqueue the baseline, optimize, summarise.
 
 Order of checks, cheapest first, all before any training: study file and search space
-(pydantic) → storage URL → dataset folder (pairing, readability, sizes, labels through
-data.label_map) → every class has train pixels → which architecture/encoder pairs work at the
-data's input size → the baseline's values.
+(pydantic) → encoder weights (cached, or a download that works) → storage URL → dataset folder
+(pairing, readability, sizes, labels through data.label_map) → every class has train pixels →
+which architecture/encoder pairs work at the data's input size → the baseline's values.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from automl.study.trial_start import TrialStart, start_lock
 from automl.trial.compat import compatible_pairs
 from automl.trial.engine import Runtime
 from automl.trial.latency import LatencyCache, measure_model
+from automl.trial.model import check_encoder_weights
 from automl.trial.objective import SURPLUS, CompletedHook, Objective, TrialSettings
 from automl.trial.progress import TrialEvents
 from automl.trial_config import DataSpec, ModelSpec
@@ -70,6 +71,9 @@ def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
     """Everything a search (``automl search``, ``automl run``, a worker) checks and loads before
     its first trial."""
     space_doc = load_search_space(sf.search_space)
+    # before any data is read: a trial that cannot get its encoder weights fails, and so would every one
+    check_encoder_weights(space_doc.model.encoder_weights, space_doc.model.encoders,
+                          f"{sf.search_space} model.encoder_weights")
     url = resolve_url(sf, storage)
     data = load_data(sf)
     require_every_class(data, sf.data)
