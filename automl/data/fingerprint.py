@@ -26,7 +26,7 @@ from PIL import ExifTags, Image
 
 from automl.config import check_root, colour_text
 from automl.data import decode
-from automl.data.folder import _listing, _Pair, _scan, _unreadable
+from automl.data.folder import Pair, problem_listing, scan_pairs, unreadable_reason
 from automl.data.palette import Palette, find_palette
 from automl.errors import DataError
 
@@ -137,14 +137,14 @@ def _kind(raw: np.ndarray) -> str:
     return "RGB" if raw.ndim == 3 else "8-bit" if raw.dtype in (np.uint8, np.bool_) else "16-bit"
 
 
-def _read(pair: _Pair, colour_palette: bool) -> _FileFacts:
+def _read(pair: Pair, colour_palette: bool) -> _FileFacts:
     facts = _FileFacts()
     try:
         facts.image_mode, facts.image_size, facts.rotated = _image_header(pair.image)
     except decode.Refused as exc:
         facts.problems.append(f"{pair.image_name}: {exc}")
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
-        facts.problems.append(f"{pair.image_name}: {_unreadable(pair.image, exc)}")
+        facts.problems.append(f"{pair.image_name}: {unreadable_reason(pair.image, exc)}")
     try:
         with Image.open(pair.mask) as im:
             facts.mask_mode = im.mode
@@ -158,7 +158,7 @@ def _read(pair: _Pair, colour_palette: bool) -> _FileFacts:
         facts.problems.append(f"{pair.mask_name}: {exc}")
         return facts
     except Exception as exc:  # noqa: BLE001
-        facts.problems.append(f"{pair.mask_name}: {_unreadable(pair.mask, exc)}")
+        facts.problems.append(f"{pair.mask_name}: {unreadable_reason(pair.mask, exc)}")
         return facts
     facts.kind = _kind(raw)
     if raw.ndim == 3:
@@ -196,7 +196,7 @@ def fingerprint(root: Path, *, origin: str = "",
     """
     layout = detect_layout(root, origin)
     palette, notes = find_palette(root)
-    pairs, problems = _scan(root, ("train",), origin, layout)
+    pairs, problems = scan_pairs(root, ("train",), origin, layout)
     jobs = [p for plist in pairs.values() for p in plist]
     colour_palette = palette is not None and palette.has_colours
     results: list[_FileFacts] = []
@@ -214,7 +214,7 @@ def fingerprint(root: Path, *, origin: str = "",
     if len(by_kind) > 1:
         problems.append(_mixed_kinds(by_kind))
     if problems:
-        raise DataError(_listing(root, problems))
+        raise DataError(problem_listing(root, problems))
     kind = next(iter(by_kind))
     return Fingerprint(root=root, layout=layout, splits={s: len(p) for s, p in pairs.items()},
                        sizes=_sizes([f.image_size for f in results]), image_modes=_tally(f.image_mode for f in results),
@@ -236,7 +236,7 @@ def _sizes(sizes: list[tuple[int, int]]) -> Sizes:
                  largest=(max(hs), max(ws)))
 
 
-def _values(pairs: list[_Pair], results: list[_FileFacts], kind: str) -> tuple[RawValue, ...]:
+def _values(pairs: list[Pair], results: list[_FileFacts], kind: str) -> tuple[RawValue, ...]:
     pixels: dict[int, int] = {}
     files: dict[int, list[str]] = {}
     for pair, facts in zip(pairs, results):

@@ -104,7 +104,7 @@ class Dataset:
 
 
 @dataclass
-class _Pair:
+class Pair:
     stem: str
     image: Path
     mask: Path
@@ -147,21 +147,21 @@ def _files(folder: Path, exts: set[str], problems: list[str], where: str) -> dic
 
 
 def scan(root: Path, *, required: tuple[str, ...] = ("train", "val"), origin: str = "",
-         layout: str = "folders") -> dict[str, list[_Pair]]:
+         layout: str = "folders") -> dict[str, list[Pair]]:
     """Pair images with masks per split; raise one DataError listing every problem."""
-    found, problems = _scan(root, required, origin, layout)
+    found, problems = scan_pairs(root, required, origin, layout)
     if problems:
-        raise DataError(_listing(root, problems))
+        raise DataError(problem_listing(root, problems))
     return found
 
 
-def _scan(root: Path, required: tuple[str, ...], origin: str = "",
-          layout: str = "folders") -> tuple[dict[str, list[_Pair]], list[str]]:
+def scan_pairs(root: Path, required: tuple[str, ...], origin: str = "",
+          layout: str = "folders") -> tuple[dict[str, list[Pair]], list[str]]:
     """The pairs found per split, and every pairing problem (the pairs are still usable).
     ``origin`` says where ``root`` came from (``--data``), for the error when it is missing."""
     problems: list[str] = []
     check_root(root, origin)
-    found: dict[str, list[_Pair]] = {}
+    found: dict[str, list[Pair]] = {}
     for split, sdir in LAYOUTS[layout](root).items():
         where = "" if sdir == root else f"{split}/"
         if not sdir.is_dir():
@@ -179,14 +179,14 @@ def _scan(root: Path, required: tuple[str, ...], origin: str = "",
         problems += [f"{where}masks/{masks[s].name}: no image with this stem" for s in masks if s not in images]
         lossy = [p for p in mdir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg"}]
         problems += [f"{where}masks/{p.name}: JPEG masks are lossy; save masks as PNG" for p in lossy]
-        pairs = [_Pair(s, images[s], masks[s], where) for s in images if s in masks]
+        pairs = [Pair(s, images[s], masks[s], where) for s in images if s in masks]
         if not pairs:
             problems.append(f"{where or 'images/ and masks/'}: no image/mask pairs")
         found[split] = pairs
     return found, problems
 
 
-def _listing(root: Path, problems: list[str]) -> str:
+def problem_listing(root: Path, problems: list[str]) -> str:
     # File names may hold escape sequences: the message shows them as \x1b, never raw.
     head = f"dataset {visible(root.name)}/ has {len(problems)} problem(s):"
     shown = problems[:LISTED_MAX]
@@ -199,7 +199,7 @@ def _listing(root: Path, problems: list[str]) -> str:
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"GIF8")
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
+def unreadable_reason(path: Path, exc: Exception) -> str:
     """Why ``path`` could not be decoded, in words where the cause is plain."""
     try:
         size = path.stat().st_size
@@ -224,7 +224,7 @@ class _Decoded:
     unknown: dict = field(default_factory=dict)  # raw value or colour the label map lacks → pixels
 
 
-def _decode(pair: _Pair, n_classes: int, ignore_index: int, label_map: LabelMap | None) -> _Decoded:
+def _decode(pair: Pair, n_classes: int, ignore_index: int, label_map: LabelMap | None) -> _Decoded:
     """One pair: the image, the mask decoded through ``label_map`` (only when its encoding is the
     one the map reads; the dataset-wide check names the others), and the per-file problems."""
     out = _Decoded()
@@ -233,7 +233,7 @@ def _decode(pair: _Pair, n_classes: int, ignore_index: int, label_map: LabelMap 
     except Refused as why:
         out.problems.append(f"{pair.image_name}: {why}")
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
-        out.problems.append(f"{pair.image_name}: {_unreadable(pair.image, exc)}")
+        out.problems.append(f"{pair.image_name}: {unreadable_reason(pair.image, exc)}")
     try:
         out.kind, raw = read_raw_mask(pair.mask, label_map)
         if out.kind == expected_kind(label_map):
@@ -241,7 +241,7 @@ def _decode(pair: _Pair, n_classes: int, ignore_index: int, label_map: LabelMap 
     except Refused as why:
         out.problems.append(f"{pair.mask_name}: {why}")
     except Exception as exc:  # noqa: BLE001
-        out.problems.append(f"{pair.mask_name}: {_unreadable(pair.mask, exc)}")
+        out.problems.append(f"{pair.mask_name}: {unreadable_reason(pair.mask, exc)}")
     if out.image is not None and out.mask is not None and out.image.shape[:2] != out.mask.shape:
         out.problems.append(f"{pair.where}{pair.stem}: image {out.image.shape[1]}x{out.image.shape[0]} and mask "
                             f"{out.mask.shape[1]}x{out.mask.shape[0]} differ in size")
@@ -259,7 +259,7 @@ def _few(names: list[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _encoding_problem(decoded: list[tuple[_Pair, _Decoded]], label_map: LabelMap | None) -> list[str]:
+def _encoding_problem(decoded: list[tuple[Pair, _Decoded]], label_map: LabelMap | None) -> list[str]:
     """One line when masks are not all of the encoding ``label_map`` reads: mixed, or all the other."""
     names = {RGB: [p.mask_name for p, d in decoded if d.kind == RGB],
              SINGLE: [p.mask_name for p, d in decoded if d.kind == SINGLE]}
@@ -279,7 +279,7 @@ def _encoding_problem(decoded: list[tuple[_Pair, _Decoded]], label_map: LabelMap
             "with data.label_map.values"]
 
 
-def _unknown_problems(decoded: list[tuple[_Pair, _Decoded]], label_map: LabelMap) -> list[str]:
+def _unknown_problems(decoded: list[tuple[Pair, _Decoded]], label_map: LabelMap) -> list[str]:
     """One line per raw value or colour the map lacks, over the whole dataset: its pixel count and
     the first files that hold it; the most frequent first."""
     seen: dict[int | str, tuple[int, list[str]]] = {}
@@ -300,11 +300,11 @@ def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
     problems do not stop the decode of the pairs found: one error lists every problem at once.
     ``origin``: where ``root`` came from (``--data``), named when the folder is missing;
     ``label_map``: ``data.label_map`` (None: masks hold class indices); ``layout``: ``data.layout``."""
-    pairs, problems = _scan(root, required, origin, layout)
+    pairs, problems = scan_pairs(root, required, origin, layout)
     if label_map is not None:
         log.info("masks decoded through data.label_map: %s", describe(label_map))
     ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
-    everything: list[tuple[_Pair, _Decoded]] = []
+    everything: list[tuple[Pair, _Decoded]] = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         for split, plist in pairs.items():
             results = list(pool.map(lambda p: _decode(p, len(classes), ignore_index, label_map), plist))
@@ -317,5 +317,5 @@ def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
     if label_map is not None:
         problems += _unknown_problems(everything, label_map)
     if problems:
-        raise DataError(_listing(root, problems))
+        raise DataError(problem_listing(root, problems))
     return ds
