@@ -344,6 +344,13 @@ class RunSection(_Section):
     # The search ends early (it starts no trial it cannot finish in time) so that the final retrain
     # of the current best gets at least this many epochs.
     min_final_epochs: int = Field(1, ge=1)
+    # A search that cannot run this many trials in its share does not pay back its time: once the
+    # baseline has measured a trial's length, `automl run` skips the search and retrains the
+    # baseline with the whole budget. 12: TPE's 8 random start-up trials (studies/camvid.yaml), the
+    # baseline, its seed probe and a few guided trials. At T = 10 min on a 512x512 dataset the
+    # search's 2.4-2.8 minutes ran 4-8 trials and cost the final more epochs than any config gained
+    # (benchmarks/README.md). 1: always search.
+    min_search_trials: int = Field(12, ge=1)
     # Final epochs are priced at the trial's measured time per epoch times (1 + this margin): late
     # epochs of a long retrain run slower than a short trial's (a warm machine, a fuller page
     # cache), and a run that overshoots its budget breaks the user's night (benchmarks/README.md).

@@ -39,7 +39,7 @@ from automl.final.latency import BUNDLE_WRITE_S, MIN_RUNS
 from automl.final.latency import WARMUP_RUNS as LATENCY_WARMUP_RUNS
 from automl.study.budget import search_seconds
 from automl.study.runner import Prepared, final_study, run_all
-from automl.study.selection import select_trial
+from automl.study.selection import is_probe, select_trial
 from automl.study.stages import search_study_names
 from automl.study.storage import open_storage
 from automl.trial.length import steady_epoch_s
@@ -196,6 +196,10 @@ class SearchGate:
     search's deadline: its share of the budget (``run.search_fraction``), or earlier if the final
     retrain of the current best would otherwise get fewer than ``run.min_final_epochs`` epochs.
     Without this, a trial started just before the share ran out ate into the final's time.
+
+    Right after the baseline, the search does not start at all when its share affords fewer than
+    ``run.min_search_trials`` trials of the baseline's length: too few to pay back the epochs they
+    take from the final, which then retrains the baseline with the whole budget.
     """
 
     def __init__(self, prep: Prepared, plan: BudgetPlan, storage: optuna.storages.BaseStorage):
@@ -221,10 +225,28 @@ class SearchGate:
                    if "wall_s" in t.user_attrs]
         typical = statistics.median(lengths) if lengths else 0.0
         deadline = self.deadline(study)
+        if (short := self._too_short(study, elapsed, typical, deadline)) is not None:
+            return short
         if elapsed + typical <= deadline:
             return None
         return (f"search stopped after {elapsed / 60:.1f} min: a trial takes ~{typical / 60:.1f} min and the search "
                 f"must end by {deadline / 60:.1f} min (run.search_fraction, run.min_final_epochs)")
+
+
+    def _too_short(self, study: optuna.Study, elapsed: float, typical: float, deadline: float) -> str | None:
+        """Why the search does not start, when only the baseline has finished and the share
+        affords fewer than ``run.min_search_trials`` trials; else None."""
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+                if not is_probe(t)]
+        wanted = self.prep.sf.run.min_search_trials
+        if len(done) != 1 or not done[0].user_attrs.get("baseline") or typical <= 0 or wanted <= 1:
+            return None
+        affordable = 1 + max(0, math.floor((deadline - elapsed) / typical))
+        if affordable >= wanted:
+            return None
+        return (f"no search: its share affords ~{affordable} trial(s) of ~{typical / 60:.1f} min, fewer than the "
+                f"{wanted} a search needs to pay back its time (run.min_search_trials); the final retrains the "
+                "baseline with the rest of the budget")
 
 
 def _holdout_size(data) -> int:

@@ -43,6 +43,8 @@ def tiny_study_doc(name: str = "tiny", **changes) -> dict:
         "sampler": {"seed": 0, "n_startup_trials": 2},
         "device": "cpu",
         "storage": {"heartbeat_interval": 2, "grace_period": 6},
+        # the tiny runs in tests search however few trials fit (the rule has its own test)
+        "run": {"min_search_trials": 1},
     }
     for dotted, value in changes.items():
         node = doc

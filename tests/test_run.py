@@ -242,3 +242,38 @@ def test_run_retrains_on_train_and_selection_unless_the_study_says_otherwise(tin
     assert run.final.trainval and run.budget.equal == "time"
     kept = for_run(load_study_file(tiny_study(**{"final.train_on_trainval": False}), runs_root=runs_root))
     assert kept.final.train_on_trainval is False and not kept.final.trainval
+
+
+def test_no_search_when_its_share_affords_too_few_trials(tiny_study, runs_root):
+    """Right after the baseline, the gate skips the search when its share fits fewer than
+    run.min_search_trials trials of the baseline's length; once searching, it never does."""
+    from automl.overnight import SearchGate
+    from automl.study.runner import prepare, setup_study
+    from automl.study.storage import open_storage
+
+    def gate_for(wanted: int):
+        path = tiny_study(**{"run.search_fraction": 0.5, "run.final_reserve": 10, "run.epoch_margin": 0,
+                             "run.min_search_trials": wanted})
+        prep = prepare(load_study_file(path, runs_root=runs_root / str(wanted)))
+        return SearchGate(prep, BudgetPlan.split(1000, prep.sf), open_storage(prep.storage_url, prep.sf.storage)), \
+            setup_study(prep)
+
+    baseline = _timed_trial(0, 100, 0.5, epoch_s=2.0)
+    baseline.set_user_attr("baseline", True)
+    # the share is 500 s: after the 100 s baseline, 4 more trials fit, 5 in all
+    gate, study = gate_for(6)
+    study.add_trial(baseline)
+    reason = gate(study)
+    assert reason.startswith("no search: its share affords ~5 trial(s) of ~1.7 min, fewer than the 6")
+    probe = _timed_trial(100, 100, 0.5, epoch_s=2.0)
+    probe.set_user_attr("seed_probe", True)
+    study.add_trial(probe)  # the baseline's re-run is no search trial
+    assert gate(study).startswith("no search")
+    gate, study = gate_for(5)
+    study.add_trial(baseline)
+    assert gate(study) is None
+    # searching already: a later check never skips it (the usual share rule still applies)
+    gate, study = gate_for(50)
+    study.add_trial(baseline)
+    study.add_trial(_timed_trial(100, 100, 0.4, epoch_s=2.0))
+    assert gate(study) is None
