@@ -6,7 +6,8 @@
   (b) `automl run <study> --budget T`: studies/camvid.yaml's settings (the options below
       override them), search, retrain the selected trial, export, INT8, bundle. Its search,
       TTA and INT8 select on a seeded share of train/ (data.val_fraction, 0.2 in the study file);
-      it trains on the rest;
+      its trials train on the rest, its final retrain on all of train/ (final.train_on_trainval,
+      true under `automl run`);
 
 both scored on the untouched split with the final stage's own mIoU code
 (automl.final.evaluate, the torch model for (a); (b)'s figures are its report.json
@@ -27,9 +28,8 @@ Datasets (--dataset):
 Seeds run one after another; each seed s runs (a) (training seed s) and (b) (sampler.seed s,
 which seeds its trials) at the same moment, each pinned to its own core (taskset, cores 0 and
 1) with one thread (--parallel, the default on two or more cores; --no-parallel runs them one
-after the other, unpinned). A seed takes T plus what (b) runs past T: on em-like its
-post-retrain stage (latency of 6 variants at 512x512 on one thread, holdout scoring) took 3.5
-minutes in a smoke run, more than its reserve. A table is printed per seed, then a summary
+after the other, unpinned). A seed takes T plus what either arm runs past T (a few percent).
+A table is printed per seed, then a summary
 (mean ± half-range and s.d. over seeds). Every part writes
 <workdir>/seed_<s>/<part>.json; `--part table` prints the tables again.
 
