@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import optuna
@@ -91,7 +92,7 @@ FROM_STUDY = {"trial_epochs": ("budget", "trial_epochs"), "trial_schedule_epochs
               "min_final_epochs": ("run", "min_final_epochs"), "search_fraction": ("run", "search_fraction"),
               "val_fraction": ("data", "val_fraction")}
 # options a part's child process gets again
-PASSED = ("minutes", "configs", "long_epochs", "seed", *FROM_STUDY)
+PASSED = ("minutes", "configs", "long_epochs", "seed", "rank_params", *FROM_STUDY)
 
 
 def study_base() -> dict:
@@ -232,14 +233,22 @@ def part_run(args: argparse.Namespace) -> dict:
             "wall_s": round(wall, 1), "used_frac": round(wall / (args.minutes * 60), 3)}
 
 
-def rank_configs(prep, n: int, seed: int, epochs: int) -> list[TrialConfig]:
+def rank_configs(prep, n: int, seed: int, epochs: int, params: tuple[str, ...] = ()) -> list[TrialConfig]:
     """The baseline, the space's portfolio, then configurations drawn at random from the space
-    (conditional branches included) up to n, each with the trial's own seed."""
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    (conditional branches included) up to n, each with the trial's own seed. ``params`` (glob
+    patterns, e.g. ``aug.*``): draw only those parameters, every other one at the baseline's
+    value, and skip the portfolio (its recipes change everything)."""
+    base = optuna.samplers.RandomSampler(seed=seed)
     configs = [baseline_config(prep, epochs)]
-    for i, recipe in enumerate(prep.space.checked_portfolio()):
-        trial = optuna.trial.FixedTrial(recipe)
-        configs.append(prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=i + 1))
+    if params:
+        fixed = {k: v for k, v in prep.space.checked_baseline().items() if not any(fnmatch(k, p) for p in params)}
+        sampler = optuna.samplers.PartialFixedSampler(fixed, base)
+    else:
+        sampler = base
+        for i, recipe in enumerate(prep.space.checked_portfolio()):
+            trial = optuna.trial.FixedTrial(recipe)
+            configs.append(prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=i + 1))
+    study = optuna.create_study(sampler=sampler)
     while len(configs) < n:
         trial = study.ask()
         configs.append(prep.space.sample(trial, data=prep.data_spec, epochs=epochs, seed=trial.number + 1))
@@ -254,14 +263,16 @@ def part_rank(args: argparse.Namespace) -> dict:
     k, n = (int(v) for v in args.shard.split("/"))
     rows = []
     short_ep = args.trial_epochs
-    for i, cfg in enumerate(rank_configs(prep, args.configs, args.seed, short_ep)):
+    params = tuple(p for p in (args.rank_params or "").split(",") if p)
+    for i, cfg in enumerate(rank_configs(prep, args.configs, args.seed, short_ep, params)):
         if i % n != k:
             continue
         t0 = time.monotonic()
         short = fit(cfg, prep.data, prep.runtime, eval_subset=EVAL_SUBSET, eval_epochs={short_ep}) if args.short else None
         long_cfg = cfg.model_copy(update={"epochs": args.long_epochs})
         full = fit(long_cfg, prep.data, prep.runtime, eval_epochs={short_ep})
-        rows.append({"i": i, "config": cfg.summary(), "short": short and short.history[-1].miou, "short_epochs": short_ep,
+        rows.append({"i": i, "config": cfg.summary(), "augment": cfg.augment.model_dump(),
+                     "short": short and short.history[-1].miou, "short_epochs": short_ep,
                      "at_trial_epochs_of_long": next(h.miou for h in full.history if h.epoch == short_ep),
                      "long": full.history[-1].miou, "long_epochs": args.long_epochs, "wall_s": round(time.monotonic() - t0, 1)})
         (args.workdir / f"rank_{k}.json").write_text(json.dumps({"rows": rows}, indent=1))  # keep what is done
@@ -458,6 +469,8 @@ def main() -> None:
                     help="rank part: long training only (epoch trial_epochs of it is what a trial with "
                          "budget.trial_schedule_epochs = long epochs scores)")
     ap.add_argument("--shard", default="0/1", help="rank part: this process's share k/n of the configurations")
+    ap.add_argument("--rank-params", default="", help="rank part: draw only these parameters (comma-separated globs, "
+                                                      "e.g. 'aug.*'), the others at the baseline's values")
     args = ap.parse_args()
     _defaults(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

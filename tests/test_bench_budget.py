@@ -45,3 +45,22 @@ def test_em_like_is_deterministic_and_loads_with_a_holdout(tmp_path: Path):
     assert labels.tolist() == [0, 1]  # both classes, no void
     membrane = float(np.mean([m.mean() for m in data.train.masks]))
     assert 0.03 < membrane < 0.4, membrane  # a thin structure, not empty, not most of the image
+
+
+def test_rank_configs_can_draw_augmentation_alone(tiny_study, runs_root):
+    """--rank-params 'aug.*': every configuration trains the baseline's model, optimizer, schedule
+    and loss, and only the augmentation parameters vary."""
+    from automl.study.runner import prepare
+    from tests.conftest import TINY_SPACE
+
+    # a baseline that sets every parameter, as the shipped spaces' do
+    space = {**TINY_SPACE, "baseline": {**TINY_SPACE["baseline"], "batch_size": 8, "cosine.warmup_frac": 0.0,
+                                        "loss.dice": 0.0, "aug.color_jitter": 0.0, "aug.target_crop": 0.0}}
+    prep = prepare(load_study_file(tiny_study(space=space), runs_root=runs_root))
+    configs = budget.rank_configs(prep, 5, seed=0, epochs=2, params=("aug.*",))
+    base = configs[0]
+    for cfg in configs[1:]:
+        assert (cfg.model, cfg.optimizer, cfg.schedule, cfg.loss, cfg.batch_size) == \
+            (base.model, base.optimizer, base.schedule, base.loss, base.batch_size)
+    assert len({c.augment for c in configs}) == 5  # each draw its own augmentation
+    assert len({c.optimizer for c in budget.rank_configs(prep, 5, seed=0, epochs=2)}) > 1  # all drawn
