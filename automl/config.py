@@ -168,6 +168,12 @@ class DataSection(_Section):
     split_seed: int = 0
     # A small train/ still gives a selection split of at least this many images.
     min_val_images: int = Field(2, ge=1)
+    # The decoded dataset, cached on local disk once per machine and memory-mapped by every process
+    # (automl.data.cache). auto: on CUDA always (DataLoader workers read the maps), on a CPU from
+    # automl.study.runner.CACHE_FROM_GB of decoded data (below it each process keeps its own
+    # arrays: a small set decodes in seconds); on/off force it.
+    cache: Literal["auto", "on", "off"] = "auto"
+    cache_dir: Path | None = None  # default: <runs root>/data_cache; relative paths: to the study file
     # How raw mask values (or colours) become class indices; unset: masks hold class indices.
     label_map: LabelMap | None = None
 
@@ -406,6 +412,12 @@ class StudyFile(_Section):
         return self.runs_root / self.name
 
     @property
+    def cache_dir(self) -> Path:
+        """Where the decoded-data cache lives (``data.cache_dir``, else under the runs root, shared
+        by every study of the machine)."""
+        return self.data.cache_dir or self.runs_root / "data_cache"
+
+    @property
     def data_root(self) -> Path:
         """The dataset folder: ``data.root``, which must exist (the error names the field or flag it
         came from), or the synthetic data's folder under the run folder."""
@@ -437,6 +449,8 @@ def load_study_file(path: str | Path, *, overrides: dict | None = None,
     elif study.data.root is not None:
         study.data.root = _resolve(base, study.data.root)
         updates["data_origin"] = f"data.root in {path}"
+    if study.data.cache_dir is not None:
+        study.data.cache_dir = _resolve(base, study.data.cache_dir)
     return study.model_copy(update=updates)
 
 

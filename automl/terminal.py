@@ -25,3 +25,18 @@ def visible(text: object) -> str:
 def markup_safe(text: object) -> str:
     """``visible(text)``, escaped to sit inside a rich markup string as plain text."""
     return escape(visible(text))
+
+
+def shown_path(path: object) -> str:
+    """A path for logs and the study: relative to the working directory when under it, else with
+    the home folder written ``~`` (a user name does not belong in a shared study)."""
+    import os
+    from pathlib import Path
+
+    p = Path(str(path))
+    try:
+        return visible(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        home = str(Path.home())
+        s = str(p)
+        return visible("~" + s[len(home):] if home not in ("", "/") and s.startswith(home + os.sep) else s)

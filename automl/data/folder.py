@@ -11,7 +11,8 @@ and nothing on disk is rewritten. How each image and mask mode is read (grayscal
 Everything is checked before any training starts, and every problem is listed in one error:
 per file, and over the whole dataset (masks of mixed encodings; each raw value or colour the
 map does not cover, with its pixel count and the first files that hold it). The decoded uint8
-arrays stay in memory for the whole search: no file is decoded twice.
+arrays stay in memory for the whole search, or, for large data, in the decoded-data cache on
+local disk that every process maps (:mod:`automl.data.cache`): no file is decoded twice.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from automl.config import LabelMap, check_root
+from automl.data.cache import ArraySeq, CacheReport, CacheSpec, DecodedCache, Entry, decoded_bytes, record_shape
 from automl.data.decode import RGB, SINGLE, Refused, expected_kind, read_image, read_raw_mask
 from automl.data.label_map import decode_mask, describe
 from automl.errors import DataError
 from automl.terminal import visible
 
 log = logging.getLogger(__name__)
+SIZE_SAMPLE = 64  # image headers read to estimate a dataset's decoded size
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 MASK_EXTS = {".png", ".tif", ".tiff", ".bmp"}
@@ -48,8 +51,10 @@ LAYOUTS: dict[str, Callable[[Path], dict[str, Path]]] = {
 class Split:
     name: str
     stems: list[str]
-    images: list[np.ndarray]  # H×W×3 uint8
-    masks: list[np.ndarray]   # H×W uint8 class indices
+    # H×W×3 uint8 images and H×W uint8 class-index masks: lists of arrays in memory, or
+    # ArraySeq (automl.data.cache) of mapped records; either is indexed the same way
+    images: Sequence[np.ndarray]
+    masks: Sequence[np.ndarray]
     # Per image (H, W), taken once when the split is built: the input size reads the holdout's
     # sizes without touching its pixels or labels.
     shapes: list[tuple[int, int]] | None = field(default=None, repr=False)
@@ -80,6 +85,8 @@ class Dataset:
     sources: dict[str, str] = field(default_factory=dict)
     # the split as recorded on the study (automl.data.split.split_record)
     record: dict | None = None
+    # what opening the decoded-data cache did (None: no cache used)
+    cache: CacheReport | None = None
 
     @property
     def train(self) -> Split:
@@ -156,7 +163,7 @@ def scan(root: Path, *, required: tuple[str, ...] = ("train", "val"), origin: st
 
 
 def scan_pairs(root: Path, required: tuple[str, ...], origin: str = "",
-          layout: str = "folders") -> tuple[dict[str, list[Pair]], list[str]]:
+               layout: str = "folders") -> tuple[dict[str, list[Pair]], list[str]]:
     """The pairs found per split, and every pairing problem (the pairs are still usable).
     ``origin`` says where ``root`` came from (``--data``), for the error when it is missing."""
     problems: list[str] = []
@@ -295,27 +302,78 @@ def _unknown_problems(decoded: list[tuple[Pair, _Decoded]], label_map: LabelMap)
 
 def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
                  *, required: tuple[str, ...] = ("train", "val"), origin: str = "",
-                 label_map: LabelMap | None = None, layout: str = "folders") -> Dataset:
-    """Scan, validate and decode every split into memory (threads: PIL releases the GIL). Pairing
-    problems do not stop the decode of the pairs found: one error lists every problem at once.
+                 label_map: LabelMap | None = None, layout: str = "folders",
+                 cache: CacheSpec | None = None) -> Dataset:
+    """Scan, validate and decode every split (threads: PIL releases the GIL). Pairing problems do
+    not stop the decode of the pairs found: one error lists every problem at once.
     ``origin``: where ``root`` came from (``--data``), named when the folder is missing;
-    ``label_map``: ``data.label_map`` (None: masks hold class indices); ``layout``: ``data.layout``."""
+    ``label_map``: ``data.label_map`` (None: masks hold class indices); ``layout``: ``data.layout``;
+    ``cache``: the decoded-data cache (:mod:`automl.data.cache`) when the data is at least its
+    size threshold: records are reused, and the splits map them instead of holding arrays."""
     pairs, problems = scan_pairs(root, required, origin, layout)
     if label_map is not None:
         log.info("masks decoded through data.label_map: %s", describe(label_map))
     ds = Dataset(classes=tuple(classes), ignore_index=ignore_index)
-    everything: list[tuple[Pair, _Decoded]] = []
+    ids = {f"{split}/{p.stem}": p for split, plist in pairs.items() for p in plist}
+
+    def decode(pair: Pair) -> tuple:
+        d = _decode(pair, len(classes), ignore_index, label_map)
+        return d.image, d.mask, d
+
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for split, plist in pairs.items():
-            results = list(pool.map(lambda p: _decode(p, len(classes), ignore_index, label_map), plist))
-            for r in results:
-                problems.extend(r.problems)
-            everything += zip(plist, results)
-            ds.splits[split] = Split(split, [p.stem for p in plist], [r.image for r in results],
-                                     [r.mask for r in results])
+        store = _cache_for(cache, list(ids.values()), root, layout, label_map)
+        if store is None:
+            got = dict(zip(ids, pool.map(decode, ids.values())))
+        else:
+            got, ds.cache = store.open([Entry(pid, p.image, p.mask) for pid, p in ids.items()],
+                                       lambda e: decode(ids[e.pair_id]), pool.map)
+            log.info("%s", ds.cache.line())
+    reused = _Decoded(kind=expected_kind(label_map))  # a cached record was valid when it was written
+    everything: list[tuple[Pair, _Decoded]] = []
+    for split, plist in pairs.items():
+        rows = [got[f"{split}/{p.stem}"] for p in plist]
+        for p, (_, _, d) in zip(plist, rows):
+            problems.extend((d or reused).problems)
+            everything.append((p, d or reused))
+        images, masks = ArraySeq([r[0] for r in rows]), ArraySeq([r[1] for r in rows])
+        ds.splits[split] = Split(split, [p.stem for p in plist], images if images.on_disk else list(images.items),
+                                 masks if masks.on_disk else list(masks.items),
+                                 [_shape(r[1]) for r in rows])
     problems += _encoding_problem(everything, label_map)
     if label_map is not None:
         problems += _unknown_problems(everything, label_map)
     if problems:
         raise DataError(problem_listing(root, problems))
     return ds
+
+
+def _shape(mask: np.ndarray | Path | None) -> tuple[int, int] | None:
+    """A mask's (H, W), from the array or a record's header (the pixels stay unread)."""
+    if mask is None:
+        return None
+    return tuple(record_shape(mask)) if isinstance(mask, Path) else mask.shape
+
+
+def _cache_for(cache: CacheSpec | None, pairs: list[Pair], root: Path, layout: str,
+               label_map: LabelMap | None) -> DecodedCache | None:
+    """The cache to use, or None: no cache asked for, or the data under its size threshold."""
+    if cache is None:
+        return None
+    if cache.from_bytes > 0:
+        step = max(1, len(pairs) // SIZE_SAMPLE)
+        sizes = [s for p in pairs[::step] if (s := _image_size(p.image)) is not None]
+        need = decoded_bytes(sizes, len(pairs))
+        if need < cache.from_bytes:
+            log.info("data cache not used: %.2f GB decoded, under %.1f GB (data.cache: auto on a CPU); the "
+                     "arrays stay in this process's memory", need / 1e9, cache.from_bytes / 1e9)
+            return None
+    return DecodedCache(cache.base, root, layout, None if label_map is None else label_map.model_dump())
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) from the file's header (PIL reads no pixels for it); None when unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.height, im.width
+    except Exception:  # noqa: BLE001 - the decode reports it
+        return None

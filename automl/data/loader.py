@@ -65,7 +65,7 @@ def eval_batches(split: Split, indices: list[int], batch_size: int):
     """Yield (indices, uint8 NCHW, int64 NHW) batches of same-size images in the given order."""
     by_size: dict[tuple[int, int], list[int]] = {}
     for i in indices:
-        by_size.setdefault(split.masks[i].shape, []).append(i)
+        by_size.setdefault(split.shapes[i], []).append(i)  # from the split: no record is read for it
     for group in by_size.values():
         for k in range(0, len(group), batch_size):
             idx = group[k:k + batch_size]

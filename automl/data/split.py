@@ -17,6 +17,7 @@ import hashlib
 import logging
 
 from automl.config import DataSection
+from automl.data.cache import take
 from automl.data.folder import Dataset, Split
 from automl.errors import ConfigError, DataError
 
@@ -44,8 +45,8 @@ def carve_count(n_train: int, fraction: float, floor: int) -> int:
 
 def _subset(split: Split, name: str, keep: set[str]) -> Split:
     idx = [i for i, s in enumerate(split.stems) if s in keep]  # folder order, as loaded
-    return Split(name, [split.stems[i] for i in idx], [split.images[i] for i in idx],
-                 [split.masks[i] for i in idx], [split.shapes[i] for i in idx])
+    return Split(name, [split.stems[i] for i in idx], take(split.images, idx), take(split.masks, idx),
+                 [split.shapes[i] for i in idx])
 
 
 def assign_roles(ds: Dataset, data: DataSection) -> Dataset:

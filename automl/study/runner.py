@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import faults, interrupts
 from automl.config import StudyFile
+from automl.data.cache import CacheSpec
 from automl.data.coverage import require_every_class
 from automl.data.folder import Dataset, load_dataset, padded_size
 from automl.data.split import assign_roles, keep_data_split
@@ -64,7 +66,22 @@ def load_data(sf: StudyFile) -> Dataset:
     # a study that carves its selection split from train/ needs no val/ folder
     required = ("train",) if sf.data.val_fraction is not None else ("train", "val")
     return assign_roles(load_dataset(sf.data_root, tuple(sf.data.classes), sf.data.ignore_index, required=required,
-                                     label_map=sf.data.label_map, layout=sf.data.layout), sf.data)
+                                     label_map=sf.data.label_map, layout=sf.data.layout, cache=cache_spec(sf)),
+                        sf.data)
+
+
+# data.cache: auto, on a CPU: the decoded size from which the cache is used
+CACHE_FROM_GB = 1.0
+
+
+def cache_spec(sf: StudyFile) -> CacheSpec | None:
+    """The decoded-data cache ``data.cache`` asks for: off, on, or auto (on CUDA always; on a CPU
+    from CACHE_FROM_GB of decoded data)."""
+    mode = sf.data.cache
+    if mode == "off":
+        return None
+    cuda = sf.device.startswith("cuda") or (sf.device == "auto" and torch.cuda.is_available())
+    return CacheSpec(sf.cache_dir, 0 if mode == "on" or cuda else int(CACHE_FROM_GB * 1e9))
 
 
 def prepare(sf: StudyFile, *, storage: str | None = None) -> Prepared:
@@ -201,6 +218,8 @@ def setup_study(prep: Prepared, *, worker_index: int = 0, enqueue_baseline: bool
                        study_name=stage_study_name(sf, stage_index))
     keep_model_choices(study, prep)
     keep_data_split(study, prep.data)
+    if prep.data.cache is not None:  # the last session's: where the decoded data is, and whether it was reused
+        study.set_user_attr("data_cache", prep.data.cache.as_dict())
     faults.point("study_opened")
     if stage_index is not None:
         # The first worker to reach a stage decides what it fixes; a worker that finished the

@@ -86,6 +86,12 @@ def data_lines(attrs: dict) -> list[tuple[str, str]]:
     if split:
         out.append(("data split", f"{split['train_images']} train, {split['selection_images']} selection: "
                                   f"{split['selection']}"))
+    cache = attrs.get("data_cache")
+    if cache:
+        how = "reused" if not cache["built"] else "built" if not cache["reused"] else \
+            f"{cache['reused']} reused, {cache['built']} decoded"
+        out.append(("data cache", f"{cache['path']}: {cache['records']} pairs, {cache['gb']:.2f} GB, {how} "
+                                  "(the last session's start)"))
     final = attrs.get("final") or {}
     if "holdout" in final:
         default = next((v for v in VARIANTS if v.label == final.get("default")), None)
