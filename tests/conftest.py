@@ -114,7 +114,14 @@ def write_dataset(ds, root: Path) -> Path:
 def _no_stop_request_left_over():
     """A test that runs the CLI's SIGTERM handler in-process leaves its stop request behind (a real
     process exits on it); the next test must not inherit it."""
+    import signal
+
     from automl import interrupts
 
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     yield
     interrupts.stop_handled()
+    # nor a held-signal stack, nor the signal handlers a test installed in-process
+    interrupts._stack.clear()
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
