@@ -200,9 +200,11 @@ class SearchGate:
     retrain of the current best would otherwise get fewer than ``run.min_final_epochs`` epochs.
     Without this, a trial started just before the share ran out ate into the final's time.
 
-    Right after the baseline, the search does not start at all when its share affords fewer than
-    ``run.min_search_trials`` trials of the baseline's length: too few to pay back the epochs they
-    take from the final, which then retrains the baseline with the whole budget.
+    The search does not start at all when its share affords fewer than ``run.min_search_trials``
+    trials of the baseline's length: too few to pay back the epochs they take from the final,
+    which then retrains the baseline with the whole budget. The baseline asks after its first
+    epoch (:meth:`baseline_gate`) and ends there when no search will follow; the check after it
+    (:meth:`_too_short`) covers a baseline that ran in full.
     """
 
     def __init__(self, prep: Prepared, plan: BudgetPlan, storage: optuna.storages.BaseStorage):
@@ -221,8 +223,29 @@ class SearchGate:
         reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
         return min(plan.search_s, plan.total_s - reserve - need)
 
+    def baseline_gate(self, predicted_s: float) -> str | None:
+        """Why no search will follow a baseline trial predicted to take ``predicted_s``, or None."""
+        wanted = self.prep.sf.run.min_search_trials
+        if wanted <= 1 or predicted_s <= 0:
+            return None
+        affordable = math.floor(self.plan.search_s / predicted_s)
+        if affordable >= wanted:
+            return None
+        return (f"no search: its share ({self.plan.search_s / 60:.1f} min) affords ~{affordable} trial(s) of "
+                f"~{predicted_s / 60:.1f} min, fewer than the {wanted} a search needs to pay back its time "
+                "(run.min_search_trials); the baseline ends after its first epoch and the final retrains it "
+                "with the rest of the budget")
+
+    def limits(self) -> dict:
+        """`run_all`'s keyword arguments that keep a search (in process or a worker's) to the plan."""
+        return {"timeout_s": self.plan.search_s, "stop_when": self, "baseline_gate": self.baseline_gate}
+
     def __call__(self, study: optuna.Study) -> str | None:
         """Why the search stops here, or None to start the next trial."""
+        skipped = [t.user_attrs["search_skipped"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if t.user_attrs.get("search_skipped")]
+        if skipped:
+            return skipped[0]
         elapsed = search_time(self.prep.sf, self.storage)
         lengths = [t.user_attrs["wall_s"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                    if "wall_s" in t.user_attrs]
@@ -349,9 +372,8 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         if search is not None:
             study = search()
         else:
-            study = run_all(prep, timeout_s=plan.search_s, on_study=on_study, events=events, callbacks=callbacks,
-                            completed_hooks=completed_hooks,
-                            stop_when=SearchGate(prep, plan, storage))
+            study = run_all(prep, on_study=on_study, events=events, callbacks=callbacks,
+                            completed_hooks=completed_hooks, **SearchGate(prep, plan, storage).limits())
     interrupts.raise_if_requested()  # never start the final after a stop that something swallowed
     spent = search_time(sf, storage)
     if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
@@ -361,6 +383,12 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "
              "%.0f s kept for export, INT8 and latency", spent, total_s, best.number, fp.epochs, fp.epoch_s,
              fp.fixed_s, fp.reserve_s)
+    fits = fp.expected_epochs(fp.epoch_s, sf.run.epoch_margin)
+    if fits < fp.epochs:
+        log.warning("the budget leaves time for ~%d final epochs and run.min_final_epochs keeps %d: expect the run "
+                    "to end ~%.1f min past its budget (a longer --budget or a lower run.min_final_epochs avoids "
+                    "this)", max(0, math.floor(fits)), fp.epochs,
+                    (fp.epochs - max(0.0, fits)) * fp.epoch_s * (1 + sf.run.epoch_margin) / 60)
     _record(study, final_epochs_planned=fp.epochs, epoch_s=round(fp.epoch_s, 2), final_trial=best.number,
             fixed_s=round(fp.fixed_s, 1), reserve_s=round(fp.reserve_s, 1),
             expected_epochs=_expected(fp, best, sf, prep, storage))

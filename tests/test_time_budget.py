@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from automl.trial.engine import TimeStats, fit
-from automl.trial.length import EqualTime, FinishBy
+from automl.trial.length import EqualTime, FinishBy, GatedBaseline
 from automl.trial.losses import task_criterion
 from automl.trial.optim import build_scheduler
 from automl.trial_config import ScheduleSpec
@@ -92,6 +92,28 @@ def test_equal_time_trial_scores_only_the_rungs_the_pruner_reads(clock):
 def test_equal_time_trial_epochs_are_clamped(clock):
     length, _ = _equal_time_run(clock, 0.0078125, 0.25, None)  # 16 times faster: at most 3 x trial_epochs
     assert length.epochs == 12
+
+
+def test_a_gated_baseline_ends_after_its_first_epoch_when_no_search_can_follow(clock):
+    """The gate sees the trial's predicted length (elapsed + the rest at the first epoch's time);
+    a reason ends training there, on all of val, with the LR schedule of the full trial."""
+    asked = []
+
+    def run(reason):
+        cfg = _cfg().with_changes(epochs=4, schedule=ScheduleSpec(name="cosine"))
+        t0 = clock.t - 3.0  # 3 s spent before training (setup, latency probe)
+        length = GatedBaseline(4, 8, None, lambda s: asked.append(s) or reason, lambda: clock.t - t0)
+        res = []
+        fit(cfg, DATA, CPU, criterion=_costly(cfg, clock, 0.5), length=length, on_epoch=res.append)
+        return length, res
+
+    length, res = run("no search: too short")
+    assert asked == [3.0 + 1.0 + 3 * 1.0]  # 3 s before, the first epoch's 1 s, and 3 more of those
+    assert length.cut == "no search: too short" and length.epochs == 1 and length.schedule_epochs == 8
+    assert [r.epoch for r in res] == [1] and res[-1].full_val
+    assert res[-1].lr > 0  # the schedule spans the trial it would have been: not annealed in one epoch
+    length, res = run(None)
+    assert length.cut is None and [r.epoch for r in res][-1] == 4
 
 
 def test_fixed_costs_are_not_priced_as_epochs(tiny_study, runs_root, clock):

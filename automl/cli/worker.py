@@ -35,8 +35,7 @@ def cmd_worker(args: argparse.Namespace, console: Console) -> int:
         from automl.study.storage import open_storage
 
         plan = BudgetPlan.split(parse_duration(args.run_budget), sf)
-        limits = {"timeout_s": plan.search_s,
-                  "stop_when": SearchGate(prep, plan, open_storage(prep.storage_url, sf.storage))}
+        limits = SearchGate(prep, plan, open_storage(prep.storage_url, sf.storage)).limits()
     console.print(f"worker {args.worker_index} joins study [bold]{sf.name}[/] on {mask_url(prep.storage_url)} "
                   f"(device {prep.runtime.device}, {torch.get_num_threads()} threads)")
     if prep.storage_url.startswith("journal://"):

@@ -260,6 +260,8 @@ def enqueue_seed_probe(study: optuna.Study, sf: StudyFile, target: int) -> None:
     if any(t.user_attrs.get(SEED_PROBE) for t in trials):
         return
     base = next((t for t in trials if t.user_attrs.get("baseline") and t.state in FINISHED), None)
+    if base is not None and base.user_attrs.get("search_skipped"):
+        return  # no search follows: there is no incumbent to defend
     taken = sum(t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
     if base is not None and taken < target:
         study.enqueue_trial(base.params, user_attrs={SEED_PROBE: True})
@@ -289,7 +291,8 @@ def _enqueue_start(study: optuna.Study, prep: Prepared, start: dict, stage_index
 def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: TrialEvents | None = None,
                callbacks: list | None = None, completed_hooks: list[CompletedHook] | None = None,
                target: int | None = None, timeout_s: float | None = None, poll_s: float = 2.0,
-               stop_when: Callable[[optuna.Study], str | None] | None = None) -> optuna.Study:
+               stop_when: Callable[[optuna.Study], str | None] | None = None,
+               baseline_gate: Callable[[float], str | None] | None = None) -> optuna.Study:
     """Run trials until the study holds ``budget.n_trials`` finished trials or its search time is
     spent, across restarts and workers.
 
@@ -297,7 +300,8 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
     ``optimize``) behind a budget gate: while running trials could already complete the total,
     this worker starts nothing and waits, so that a study never ends with more than its total;
     if one of those trials dies, its retry is picked up here. ``stop_when`` may end the search
-    before a trial starts by returning the reason (`automl run`'s budget gate).
+    before a trial starts by returning the reason (`automl run`'s budget gate); ``baseline_gate``
+    may end the baseline after its first epoch (:class:`automl.trial.length.GatedBaseline`).
 
     ``callbacks`` (Optuna's ``(study, trial)``) see every trial that ends: in ``optimize``, and
     those that recovery ends (a dead worker's, an interrupted one). ``completed_hooks`` run on a
@@ -314,7 +318,7 @@ def run_search(prep: Prepared, study: optuna.Study | None = None, *, events: Tri
                              total_trials=target, objectives=tuple(sf.objectives),
                              max_latency_ms=sf.constraints.max_latency_ms, max_params_m=sf.constraints.max_params_m,
                              eval_epochs=pruner_epochs(sf), schedule_epochs=sf.budget.trial_schedule_epochs,
-                             equal_time=sf.budget.equal == "time")
+                             equal_time=sf.budget.equal == "time", baseline_gate=baseline_gate)
     best = BestTrialCheckpoint(sf.run_dir)
     starting = TrialStart(start_lock(prep.storage_url))
     objective = Objective(prep.space, prep.data, prep.data_spec, prep.runtime, settings, prep.input_size, events,

@@ -11,6 +11,9 @@ from measured training time, through the same mutable schedule span (:class:`~au
   of training time (the baseline's steady epoch) and an LR schedule spanning
   ``trial_schedule_epochs`` of them; a config 1.6× slower per epoch trains ~1.6× fewer epochs.
   Its scores are reported at reference epochs elapsed, so the pruner compares equal time.
+
+:class:`GatedBaseline` (``automl run``'s baseline trial) asks, after its first epoch, whether the
+search's share affords enough trials of its predicted length; if not, it ends there.
 """
 
 from __future__ import annotations
@@ -177,3 +180,29 @@ class EqualTime(Length):
         if step is not None:
             self.reported = step
         return step
+
+
+class GatedBaseline(Length):
+    """The baseline trial under a budget: after its first epoch, ``gate`` is asked with the
+    trial's predicted wall time (seconds) whether a search can follow. A reason ends the trial at
+    this epoch, scored on all of val: its score and timings are all the final needs, and the
+    epochs it would have trained go to the final instead (``cut`` keeps the reason).
+
+    The prediction, ``elapsed()`` so far plus the remaining epochs at the first one's training
+    time, leaves out the val passes still to come: it errs towards searching."""
+
+    def __init__(self, epochs: int, schedule_epochs: int | None, eval_epochs: Collection[int] | None,
+                 gate: Callable[[float], str | None], elapsed: Callable[[], float]):
+        super().__init__(epochs, schedule_epochs, eval_epochs)
+        self.gate, self.elapsed = gate, elapsed
+        self.cut: str | None = None
+        self.predicted_s: float | None = None
+
+    def after_epoch(self, epoch: int, epoch_train_s: list[float]) -> None:
+        if epoch != 1 or self.epochs <= 1:
+            return
+        self.predicted_s = self.elapsed() + (self.epochs - 1) * epoch_train_s[0]
+        self.cut = self.gate(self.predicted_s)
+        if self.cut is not None:
+            self.set(epoch, self.schedule_epochs)
+            log.info("%s", self.cut)

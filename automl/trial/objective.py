@@ -37,7 +37,7 @@ from automl.trial.engine import (
     fit,
 )
 from automl.trial.latency import LatencyCache, measure_model
-from automl.trial.length import EqualTime, Length, steady_epoch_s
+from automl.trial.length import EqualTime, GatedBaseline, Length, steady_epoch_s
 from automl.trial.progress import TrialEvents
 from automl.trial.timelimit import time_limit
 from automl.trial_config import DataSpec, TrialConfig
@@ -82,6 +82,9 @@ class TrialSettings:
     # Equal-time trials (budget.equal: time): `epochs` and `schedule_epochs` are counted in the
     # baseline's epochs (REF_ATTR on the study), each trial converts them to its own epochs.
     equal_time: bool = False
+    # `automl run`: given the baseline's predicted wall time after its first epoch, why no search
+    # can follow (the baseline then ends there), or None (automl.overnight.SearchGate.baseline_gate)
+    baseline_gate: Callable[[float], str | None] | None = None
 
     @property
     def prune(self) -> bool:
@@ -207,7 +210,7 @@ class Objective:
                     raise optuna.TrialPruned(f"pruned at {where} (val mIoU {res.miou:.4f})")
 
         self._enforce_constraints(trial, attrs)
-        self.length = self._length(trial, cfg)
+        self.length = self._length(trial, cfg, t_start)
         with time_limit(s.time_limit_s):
             result, cfg = self._fit_with_oom_retry(trial, cfg, on_epoch, times, history, t_start)
         value = history[-1].miou
@@ -250,11 +253,14 @@ class Objective:
         if over:
             raise optuna.TrialPruned("infeasible before training: " + ", ".join(over))
 
-    def _length(self, trial: optuna.Trial, cfg: TrialConfig) -> Length:
+    def _length(self, trial: optuna.Trial, cfg: TrialConfig, t_start: float) -> Length:
         """Equal epochs, or (budget.equal: time) equal training time in the reference's epochs. The
         study's first trial (enqueued with a "baseline" attr) is the reference: it trains its epochs
-        and measures the reference epoch for the others."""
+        and measures the reference epoch for the others; under a budget gate it may end early."""
         s = self.settings
+        if s.baseline_gate is not None and trial.user_attrs.get("baseline") is True:
+            return GatedBaseline(cfg.epochs, cfg.schedule_span, s.eval_epochs, s.baseline_gate,
+                                 lambda: time.monotonic() - t_start)
         if not s.equal_time or "baseline" in trial.user_attrs:
             return Length(cfg.epochs, cfg.schedule_span, s.eval_epochs)
 
@@ -273,7 +279,7 @@ class Objective:
         for attempt in (0, 1):
             try:
                 if attempt:  # the same plan, measured afresh
-                    self.length = self._length(trial, cfg)
+                    self.length = self._length(trial, cfg, t_start)
                 result = fit(cfg, self.data, self.runtime, on_epoch=on_epoch, eval_subset=s.eval_subset,
                              eval_batch_size=s.eval_batch_size, num_workers=s.num_workers, deadline=deadline,
                              times=times, length=self.length)
@@ -318,6 +324,10 @@ class Objective:
             final["config"] = cfg.with_changes(epochs=length.epochs, schedule_epochs=length.schedule_epochs).to_dict()
             final["equal_time"] = {"ref_epoch_s": round(length.ref_s, 4), "epochs": length.epochs,
                                    "schedule_epochs": length.schedule_epochs, "ref_epochs": length.ref_epochs}
+        if isinstance(length, GatedBaseline) and length.predicted_s is not None:
+            final["predicted_wall_s"] = round(length.predicted_s, 1)
+            if length.cut is not None:
+                final["search_skipped"] = length.cut
         if length is not None and self.settings.equal_time and "baseline" in trial.user_attrs:
             self._set_reference(trial, times)
         if history:
