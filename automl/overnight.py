@@ -141,14 +141,16 @@ def fixed_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -
     return attrs.get("setup_s", 0.0) + warm * _train_scale(sf, n_train, n_val) + eval_seconds(trial, sf)
 
 
-def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0) -> float:
+def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0,
+                    per_image_s: float | None = None) -> float:
     """The time after the retrain, priced from the trial's full val pass and its batch-1 latency:
     scoring the variants on val and the holdout, TTA, export, INT8 calibration, bundle writing
     (fixed), and latency timing, the one elastic part (it times fewer runs when time is short,
     down to MIN_RUNS). Latency gets its full runs only if they cost at most LATENCY_SHARE of the
     budget (timing is worth less than training), never fewer than its fewest runs; the whole is
     at least RESERVE_FLOOR_S and at most a quarter of the budget unless the fixed work alone
-    needs more. ``run.final_reserve`` fixes it instead."""
+    needs more. ``run.final_reserve`` fixes it instead. ``per_image_s``: one val image's time as
+    the retrain measured it (warm), instead of the trial's."""
     if plan.reserve_s is not None:
         return plan.reserve_s
     fs = sf.final
@@ -158,6 +160,8 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     # the batched torch rate bounds their mean (benchmarks/README.md, the 45-minute CamVid run).
     # The untrained model's batch-1 latency when no pass was timed.
     per_image = full / max(1, n_val) if full else trial.user_attrs.get("latency_ms", 0.0) / 1000
+    if per_image_s is not None:
+        per_image = per_image_s
     views = len(fs.tta.scales) * (1 + fs.tta.hflip + fs.tta.vflip)
     variants = 3 if fs.int8.enabled else 2  # torch fp32, ONNX fp32, ONNX INT8
     tta = views if views > 1 else 0
@@ -337,6 +341,21 @@ def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
     return out
 
 
+def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: float) -> Callable[[float], float]:
+    """For the retrain's midway look: the end of its training from the reserve re-priced at its own
+    subset val pass (per image), which is warm where the trial's (its first, for a baseline ended
+    after one epoch) may not be."""
+    from automl.trial.engine import subset_indices
+
+    n_val = len(data.val)
+    n_sub = len(subset_indices(n_val, sf.eval.subset))
+
+    def retime(subset_pass_s: float) -> float:
+        return done_by - reserve_seconds(plan, best, sf, n_val, _holdout_size(data), per_image_s=subset_pass_s / n_sub)
+
+    return retime
+
+
 def _record(study: optuna.Study, **attrs) -> None:
     for k, v in attrs.items():
         study.set_user_attr(f"run_{k}", v)
@@ -395,7 +414,8 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     t_final = time.monotonic()
     sub, full = _passes(best)
     until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs,
-                       done_by=t_final + plan.total_s - spent)
+                       done_by=t_final + plan.total_s - spent,
+                       retime=_retime(plan, best, sf, prep.data, t_final + plan.total_s - spent))
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
     result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data,
                        **{"reuse_model": state == "final", "until": until, **(final_kwargs or {})})

@@ -155,6 +155,37 @@ def test_final_replans_to_its_finish_time_with_a_fake_clock():
     assert length.scored(26, []) and not length.scored(10, []) and length.scored(13, [])
 
 
+def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it():
+    """The reserve after the retrain was priced from a trial's (cold) val pass; midway, the
+    retrain's own passes re-price it, and the epochs follow the new end."""
+    now, passes = [100.0], []
+    asked = []
+
+    def retime(pass_s: float) -> float:
+        asked.append(pass_s)
+        return 190.0  # the re-priced reserve leaves 30 s more for training
+
+    length = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                      clock=lambda: now[0], subset_passes=lambda: passes, retime=retime)
+    length.start(5)
+    now[0] = 106.0
+    length.after_epoch(2, [4.0, 2.0])
+    assert length.epochs == 26 and length.midway == 13
+    passes.extend([0.5, 1.5])  # the retrain's subset passes so far
+    now[0] = 128.0
+    length.after_epoch(13, [4.0] + [2.0] * 12)
+    assert asked == [1.0]
+    # 62 s left, less 1 subset pass (1 s, its own mean) and the full one (3 s): 29 more epochs of 2 s
+    assert length.finish_by == 190.0 and length.epochs == 13 + 29
+    same = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                    clock=lambda: now[0], subset_passes=list)
+    now[0] = 106.0
+    same.start(5)
+    same.after_epoch(2, [4.0, 2.0])
+    same.after_epoch(13, [4.0] + [2.0] * 12)  # no retime, no passes: the end stays
+    assert same.finish_by == 160.0
+
+
 @pytest.mark.parametrize("planned", [2, 40])
 def test_final_retrain_fills_its_time(clock, monkeypatch, planned):
     """Planned too short or too long, the retrain re-plans after epoch 2 and ends within its time,
@@ -164,7 +195,7 @@ def test_final_retrain_fills_its_time(clock, monkeypatch, planned):
     cfg = _cfg().with_changes(epochs=planned)
     clock.val_pass_s = 0.25
     real_fit = rt.fit
-    monkeypatch.setattr(rt, "fit", lambda *a, **k: real_fit(*a, **k, criterion=_costly(cfg, clock, 0.5)))
+    monkeypatch.setattr(rt, "fit", lambda *a, **k: real_fit(*a, **{**k, "criterion": _costly(cfg, clock, 0.5)}))
     t0, budget = clock(), 20.0
     res = rt.retrain(cfg, DATA, CPU, eval_points=4, until=rt.TrainUntil(t0 + budget, 0.25, 0.25))
     took = clock() - t0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
@@ -37,6 +38,8 @@ class TrainUntil:
     min_epochs: int = 1
     # when the whole final (bundle written) must end: the latency timing shrinks to fit
     done_by: float | None = None
+    # a subset val pass's seconds → a new finish_by (the work after the retrain re-priced)
+    retime: Callable[[float], float] | None = None
 
 
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
@@ -55,7 +58,7 @@ def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_train
     if until is not None:
         length = FinishBy(cfg.epochs, until.finish_by, eval_points=eval_points, subset_pass_s=until.subset_pass_s,
                           full_pass_s=until.full_pass_s, min_epochs=until.min_epochs,
-                          subset_passes=lambda: times.eval_subset_s)
+                          subset_passes=lambda: times.eval_subset_s, retime=until.retime)
 
     def on_epoch(res: EpochResult) -> None:
         scope = "val" if res.full_val else f"val subset {eval_subset:.0%}"

@@ -6,7 +6,8 @@ from measured training time, through the same mutable schedule span (:class:`~au
 
 - :class:`FinishBy` (``automl run``'s final retrain): after epoch 2 it sets the epoch count so
   that training, with its remaining val passes, ends at a wall-clock time; halfway through it
-  checks again against the median of all its epochs, and re-plans if that moved the count.
+  checks again against the median of all its epochs (and moves the end time when the work after
+  it, re-priced from its own val passes, moved), and re-plans if that moved the count.
 - :class:`EqualTime` (equal-time search trials): a trial gets ``trial_epochs`` reference epochs
   of training time (the baseline's steady epoch) and an LR schedule spanning
   ``trial_schedule_epochs`` of them; a config 1.6× slower per epoch trains ~1.6× fewer epochs.
@@ -85,8 +86,12 @@ class FinishBy(Length):
 
     def __init__(self, epochs: int, finish_by: float, *, eval_points: int, subset_pass_s: float,
                  full_pass_s: float, min_epochs: int = 1, margin: float = 0.02,
-                 subset_passes: Callable[[], list[float]] = list, clock: Callable[[], float] | None = None):
+                 subset_passes: Callable[[], list[float]] = list, clock: Callable[[], float] | None = None,
+                 retime: Callable[[float], float] | None = None):
         super().__init__(epochs)
+        # given the retrain's own mean subset pass (s), a new ``finish_by``: what comes after the
+        # retrain was priced from the search's val pass, and a trial's first pass is a cold one
+        self.retime = retime
         self.planned, self.finish_by, self.points = epochs, finish_by, eval_points
         self.subset_pass_s, self.full_pass_s = subset_pass_s, full_pass_s
         self.min_epochs, self.margin = min_epochs, margin
@@ -99,6 +104,11 @@ class FinishBy(Length):
             self._replan(epoch, epoch_train_s, always=True)
             self.midway = max(epoch + 1, round(self.epochs / 2))
         elif epoch == self.midway and epoch < self.epochs:
+            done = self.subset_passes()
+            if self.retime is not None and done:
+                before, self.finish_by = self.finish_by, self.retime(statistics.mean(done))
+                log.info("final retrain: the time after it re-priced from its own val passes: training ends "
+                         "%+.0f s from the first plan", self.finish_by - before)
             self._replan(epoch, epoch_train_s, always=False)
 
     def _replan(self, epoch: int, epoch_train_s: list[float], always: bool) -> None:
