@@ -396,7 +396,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     interrupts.raise_if_requested()  # never start the final after a stop that something swallowed
     spent = search_time(sf, storage)
     if state != "final":  # the state goes last: a run killed here resumes in the final with all it needs
-        _record(study, budget_s=total_s, search_s=round(spent, 1), state="final")
+        base = baseline_trial(sf, storage)
+        _record(study, budget_s=total_s, search_s=round(spent, 1),
+                search_skipped=None if base is None else base.user_attrs.get("search_skipped"), state="final")
     best = select_trial(study, sf)
     fp = plan_final(plan, spent, best, sf, prep.data)
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "

@@ -282,18 +282,21 @@ def test_no_search_when_its_share_affords_too_few_trials(tiny_study, runs_root):
 def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_study, runs_root):
     """Within `automl run`, a share that affords fewer than run.min_search_trials trials of the
     baseline's predicted length ends the baseline after one epoch; no trial (nor seed probe)
-    follows, and the final is priced from that epoch."""
-    from automl.overnight import SearchGate, plan_final
-    from automl.study.runner import prepare, run_all
+    follows, the final is priced from that epoch, and `automl status` says why."""
+    from automl.overnight import SearchGate, plan_final, run_overnight
+    from automl.study.runner import prepare
     from automl.study.storage import open_storage
+    from automl.view.status import time_lines
 
     path = tiny_study(**{"budget.trial_epochs": 3, "budget.n_trials": 5, "run.min_search_trials": 50,
-                         "run.final_reserve": 5})
+                         "run.final_reserve": 5, "final.int8.enabled": False, "final.tta.hflip": False,
+                         "final.latency_runs": 5})
     prep = prepare(load_study_file(path, runs_root=runs_root))
     plan = BudgetPlan.split(60, prep.sf)
     gate = SearchGate(prep, plan, open_storage(prep.storage_url, prep.sf.storage))
     assert gate.baseline_gate(plan.search_s / 49) is not None and gate.baseline_gate(plan.search_s / 50) is None
-    study = run_all(prep, **gate.limits())
+    run_overnight(prep, 60)
+    study = optuna.load_study(study_name="tiny", storage=prep.storage_url)
     (base,) = study.trials
     assert base.state == TrialState.COMPLETE and base.user_attrs["baseline"] is True
     assert base.user_attrs["epochs_run"] == 1 and base.user_attrs["search_skipped"].startswith("no search")
@@ -301,3 +304,5 @@ def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_st
     fp = plan_final(plan, base.user_attrs["wall_s"], base, prep.sf, prep.data)
     assert fp.epoch_s == pytest.approx(base.user_attrs["epoch_train_s"][0])
     assert gate(study) == base.user_attrs["search_skipped"]
+    assert study.user_attrs["run_state"] == "done" and study.user_attrs["run_final_epochs"] >= 1
+    assert ("search", base.user_attrs["search_skipped"]) in time_lines(study.user_attrs)

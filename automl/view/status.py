@@ -109,6 +109,8 @@ def time_lines(attrs: dict) -> list[tuple[str, str]]:
     if attrs.get("ref_epoch_s"):
         out.append(("trials compared at", f"equal training time: trial_epochs x {attrs['ref_epoch_s']:.2f} s (the "
                                           "baseline's epoch)"))
+    if attrs.get("run_search_skipped"):
+        out.append(("search", attrs["run_search_skipped"]))
     expected = attrs.get("run_expected_epochs") or {}
     if expected:
         out.append(("expected final epochs", ", ".join(
