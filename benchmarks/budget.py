@@ -220,7 +220,7 @@ def part_run(args: argparse.Namespace) -> dict:
             "holdout_miou": held[TORCH_FP32.key]["miou"], "shipped": d["variant"], "shipped_key": shipped,
             "shipped_holdout_miou": held[shipped]["miou"], "int8_holdout_miou": held.get("ort_int8", {}).get("miou"),
             "holdout_by_variant": {k: v["miou"] for k, v in held.items()},
-            "selection_miou": val[TORCH_FP32.key]["miou"], "shipped_selection_miou": val[shipped]["miou"],
+            "selection_miou": val[TORCH_FP32.key]["miou"], "shipped_selection_miou": val.get(shipped, {}).get("miou"),
             "int8_accepted": report["int8"]["accepted"], "epochs": report["retrain"]["epochs"],
             "final_wall_s": report["wall_s"], "retrain_wall_s": report["retrain"]["wall_s"],
             "trials": {s: states.count(s) for s in sorted(set(states))}, "threads": threads,
