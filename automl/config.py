@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -278,6 +279,60 @@ class WeightAverageSection(_Section):
     min_gain: float = Field(0.0, ge=0)
 
 
+class FastestOnFront(_Section):
+    """The fastest trial (batch-1 latency) whose val mIoU is within ``max_gap`` of the best."""
+
+    pareto: Literal["fastest"]
+    max_gap: float = Field(0.03, ge=0, lt=1, description="val mIoU below the best trial's, absolute")
+
+
+class LatencyLimit(_Section):
+    max_latency_ms: float = Field(gt=0)
+
+
+class BestUnder(_Section):
+    """The best trial whose batch-1 latency (measured before it trained) meets the limit."""
+
+    best_under: LatencyLimit
+
+
+# The KD terms a student may learn from (automl.trial.distill.KD_METHODS holds each one's loss and
+# its defaults); named here, not imported, so that reading a study file needs no torch.
+KD_METHOD_NAMES = ("logits", "cwd")
+
+
+class DistillSection(_Section):
+    """``final.distill``: after the final retrain, distil the retrained model (the teacher) into a
+    smaller student, which ships next to it in the bundle (``bundle/student/``).
+
+    ``student``: ``ARCH/ENCODER`` (e.g. ``Linknet/tu-mobilenetv3_small_100``), ``{pareto: fastest}`` or
+    ``{best_under: {max_latency_ms: N}}``; the student keeps its own trial's recipe when the search
+    trained that model, else the teacher's. ``weight``/``temperature`` unset: the method's
+    defaults (automl.trial.distill). ``epochs`` unset: the teacher's final epochs."""
+
+    student: str | FastestOnFront | BestUnder
+    method: Literal["logits", "cwd"] = "logits"
+    weight: float | None = Field(None, gt=0)
+    temperature: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+
+    @field_validator("student")
+    @classmethod
+    def _student(cls, value):
+        return check_student_pair(value) if isinstance(value, str) else value
+
+
+def check_student_pair(text: str) -> str:
+    """``ARCH/ENCODER`` with SMP's canonical architecture name; a ValueError naming what is wrong."""
+    from automl import registry
+
+    arch, sep, encoder = text.partition("/")
+    if not sep or not arch or not encoder:
+        raise ValueError(f"student {text!r}: write ARCH/ENCODER (e.g. Linknet/tu-mobilenetv3_small_100), "
+                         "{pareto: fastest} or {best_under: {max_latency_ms: N}}")
+    return f"{registry.canonical_architecture(arch)}/{registry.check_encoder(encoder)}"
+
+
 class FinalSection(_Section):
     epochs: int = Field(40, ge=1)
     # The retrain scores val at this many evenly spaced epochs (the last on all of val): enough for
@@ -295,6 +350,8 @@ class FinalSection(_Section):
     latency_threads: int = Field(2, ge=1)
     # Run the final stage (retrain, TTA, INT8, bundle) when `automl search` ends.
     after_search: bool = False
+    # Distil the retrained model into a smaller student (off unless given; see DistillSection).
+    distill: DistillSection | None = None
 
     @property
     def trainval(self) -> bool:

@@ -386,6 +386,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         return None
     if (short := plan.shortfall(sf)) is not None:
         log.warning(short)
+    if sf.final.distill is not None:
+        log.warning("final.distill: automl run does not budget a student yet; the bundle ships the teacher. "
+                    "Run `automl distill` on the study file after it")
     storage = open_storage(prep.storage_url, sf.storage)
     if state != "final":
         if search is not None:
@@ -420,7 +423,7 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
                        retime=_retime(plan, best, sf, prep.data, t_final + plan.total_s - spent))
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
     result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data,
-                       **{"reuse_model": state == "final", "until": until, **(final_kwargs or {})})
+                       **{"reuse_model": state == "final", "until": until, "distill": False, **(final_kwargs or {})})
     final_s = time.monotonic() - t_final
     retrain = result.report.get("retrain", {}) if result is not None else {}
     _record(study, final_epochs=retrain.get("epochs", fp.epochs), final_s=round(final_s, 1),

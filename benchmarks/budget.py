@@ -78,7 +78,7 @@ from automl.trial.engine import TimeStats, fit, subset_indices
 from automl.trial.length import FinishBy
 from automl.trial_config import TrialConfig
 from benchmarks import em_like
-from benchmarks.common import camvid_data, fresh_workdir
+from benchmarks.common import camvid_data, fresh_workdir, pin
 
 EVAL_SUBSET = 0.3  # rank part: intermediate epochs are scored on this share of val, the last on all of it
 STUDY_FILE = Path(__file__).parents[1] / "studies" / "camvid.yaml"
@@ -122,17 +122,6 @@ def study_doc(args: argparse.Namespace, threads: int) -> dict:
     return {**doc, "name": "budget", "data": data_section(args), "search_space": "space.yaml", "device": "cpu"}
 
 
-def _pin(cpu: int | None) -> int:
-    """One core and one thread for this process (parallel mode); returns the thread count."""
-    import torch
-
-    if cpu is None:
-        return torch.get_num_threads()
-    os.sched_setaffinity(0, {cpu})
-    torch.set_num_threads(1)
-    return 1
-
-
 def _prepared(args: argparse.Namespace, threads: int):
     """Each part writes its own copy of the study file (they start at the same time); all name
     the study `budget`, so (b)'s run folder is <workdir>/runs/budget."""
@@ -160,7 +149,7 @@ def part_default(args: argparse.Namespace) -> dict:
     points (on the study's eval.subset of the holdout, as (b)'s final scores its own) and the
     final score end at T. The calibration counts against T."""
     t0 = time.monotonic()
-    threads = _pin(args.cpu)
+    threads = pin(args.cpu)
     prep = _prepared(args, threads)
     holdout = _holdout(prep)
     # every train/ image (train + the selection split); the curve is scored on the holdout
@@ -196,7 +185,7 @@ def part_default(args: argparse.Namespace) -> dict:
 def part_run(args: argparse.Namespace) -> dict:
     """(b): the real CLI, `automl run --budget T`, in this process's core/thread setting."""
     t0 = time.monotonic()
-    threads = _pin(args.cpu)
+    threads = pin(args.cpu)
     prep = _prepared(args, threads)
     _holdout(prep)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -258,7 +247,7 @@ def rank_configs(prep, n: int, seed: int, epochs: int, params: tuple[str, ...] =
 def part_rank(args: argparse.Namespace) -> dict:
     """Short (the search's trial: trial_epochs, subset-scored rungs, full val at the end) and long
     (args.long_epochs) training of configuration shard args.shard (k of n)."""
-    threads = _pin(args.cpu)
+    threads = pin(args.cpu)
     prep = _prepared(args, threads)
     k, n = (int(v) for v in args.shard.split("/"))
     rows = []
@@ -289,8 +278,8 @@ def _child(args: argparse.Namespace, part: str, cpu: int | None, workdir: Path, 
     if cpu is None:
         return subprocess.Popen(cmd)
     # taskset pins the interpreter from its start; the part pins itself again and sets one thread
-    pin = ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
-    return subprocess.Popen([*pin, *cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    taskset = ["taskset", "-c", str(cpu)] if shutil.which("taskset") else []
+    return subprocess.Popen([*taskset, *cmd, "--cpu", str(cpu)], env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def _wait(procs: list[subprocess.Popen]) -> None:

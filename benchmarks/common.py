@@ -1,7 +1,8 @@
-"""Shared set-up of the CamVid-small benchmarks: the class list and a fresh work folder."""
+"""Shared set-up of the CamVid-small benchmarks: the class list, a fresh work folder and pinning."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -25,3 +26,14 @@ def fresh_workdir(workdir: Path) -> Path:
     space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "cpu.yaml").read_text())
     (workdir / "space.yaml").write_text(yaml.safe_dump(space))
     return workdir
+
+
+def pin(cpu: int | None) -> int:
+    """One core and one thread for this process (parallel mode); returns the thread count."""
+    import torch
+
+    if cpu is None:
+        return torch.get_num_threads()
+    os.sched_setaffinity(0, {cpu})
+    torch.set_num_threads(1)
+    return 1

@@ -12,6 +12,8 @@
       bundle.json          this manifest: classes, TTA decision, INT8 decision, default predictor,
                            the label map (data.label_map: class index → the masks' raw value or colour)
       report.md, report.json, report.png (retrain curve; val mIoU against latency per variant)
+      student/             (final.distill) the distilled student: a whole bundle of this layout
+      distill.png          (final.distill) mIoU against latency: teacher, student alone, distilled
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from automl.bundle.tta import NO_TTA, TTASpec
-from automl.bundle.variants import Backend, Precision
+from automl.bundle.variants import Backend, Model, Precision
 from automl.config import LabelMap
 
 MODEL_DIR = "model"
@@ -34,6 +36,8 @@ MANIFEST = "bundle.json"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
+STUDENT_DIR = "student"
+DISTILL_PNG = "distill.png"
 
 ONNX_INPUT = "input"
 ONNX_OUTPUT = "logits"
@@ -69,3 +73,6 @@ class Manifest(BaseModel):
     # data.label_map of the study: how the masks' raw values or colours became the classes;
     # None: the masks held class indices. Predictor.to_original turns predictions back.
     label_map: LabelMap | None = None
+    # final.distill: the student's bundle folder (same layout) and which model load_bundle serves
+    student: str | None = None
+    default_model: Model = "teacher"

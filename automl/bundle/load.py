@@ -16,7 +16,7 @@ from automl.bundle.layout import (
 )
 from automl.bundle.predictor import OnnxPredictor, Predictor, TorchPredictor
 from automl.bundle.tta import NO_TTA
-from automl.bundle.variants import ALL_PRECISIONS, BACKENDS, PRECISIONS, Variant, choices
+from automl.bundle.variants import ALL_PRECISIONS, BACKENDS, MODELS, PRECISIONS, Variant, choices
 from automl.errors import AutoMLError
 
 if TYPE_CHECKING:
@@ -117,15 +117,31 @@ def choose_variant(m: Manifest, backend: str = "auto", precision: str = "auto", 
         raise BundleError(str(exc)) from None
 
 
+def model_folder(path: Path, m: Manifest, model: str = "auto") -> Path:
+    """The bundle folder of ``model`` ("auto": the bundle's default, "teacher" or "student"):
+    a student ships as a whole bundle of its own in ``student/``."""
+    if model not in ("auto", *MODELS):
+        raise BundleError(f"model must be {choices(('auto', *MODELS))}, not {model!r}")
+    chosen = m.default_model if model == "auto" else model
+    if chosen == "teacher":
+        return path
+    if m.student is None:
+        raise BundleError(f"{path} has no student (final.distill was not set when it was written); use model='teacher'")
+    return path / m.student
+
+
 def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxruntime"] = "auto",
                 precision: Literal["auto", "fp32", "int8"] = "auto", tta: bool | None = None,
-                threads: int | None = None, device: str = "cpu") -> Predictor:
+                threads: int | None = None, device: str = "cpu",
+                model: Literal["auto", "teacher", "student"] = "auto") -> Predictor:
     """A predictor for the bundle at ``path``.
 
     - ``backend``/``precision`` "auto": the bundle's default (ONNX Runtime INT8 when the INT8
       model passed its accuracy check, else ONNX Runtime fp32; torch if there is no ONNX).
     - ``tta``: None keeps the final stage's decision; True/False forces the evaluated views on/off.
     - ``threads``: ONNX Runtime intra-op threads (torch uses its global setting).
+    - ``model``: "auto" serves the bundle's default model; "teacher" the retrained model,
+      "student" the distilled one (``final.distill``).
 
     >>> predictor = load_bundle("runs/demo/bundle")              # doctest: +SKIP
     >>> mask = predictor.predict(rgb_uint8_image)                # H×W uint8 class indices
@@ -133,6 +149,10 @@ def load_bundle(path: str | Path, *, backend: Literal["auto", "torch", "onnxrunt
     """
     path = Path(path)
     m = read_manifest(path)
+    folder = model_folder(path, m, model)
+    if folder != path:
+        return load_bundle(folder, backend=backend, precision=precision, tta=tta, threads=threads, device=device,
+                           model="teacher")
     v = choose_variant(m, backend, precision, tta)
     tta_spec = m.tta if v.tta else NO_TTA
     preprocess = load_preprocess(path)

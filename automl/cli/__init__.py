@@ -20,7 +20,7 @@ from automl.errors import AutoMLError
 from automl.terminal import visible
 
 # One module per verb, in the order of the flow.
-COMMANDS = ["init", "search", "worker", "status", "rerun", "audit", "inspect", "final", "predict", "dashboard", "report", "run"]
+COMMANDS = ["init", "search", "worker", "status", "rerun", "audit", "inspect", "final", "distill", "predict", "dashboard", "report", "run"]
 
 
 def build_parser() -> argparse.ArgumentParser:

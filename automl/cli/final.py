@@ -28,10 +28,12 @@ def run_and_show(sf: StudyFile, console: Console, *, storage: str | None = None,
     """Run the final stage and print its table; also what `automl search` calls when
     ``final.after_search`` is set."""
     from automl.final import run_final
-    from automl.final.report import report_table
+    from automl.final.report import distill_table, report_table
 
     result = run_final(sf, storage=storage, out=out, trial_number=trial_number, reuse_model=reuse_model, data=data)
     console.print(report_table(result.report))
+    if result.report.get("distill"):
+        console.print(distill_table(result.report["distill"]))
     bundle = markup_safe(result.bundle_dir)
     console.print(f"bundle: {bundle}  (report: {markup_safe(result.bundle_dir / 'report.md')})", highlight=False)
     console.print(f"predict: automl predict {bundle} IMAGE... --out DIR", highlight=False)

@@ -100,7 +100,7 @@ def cmd_predict(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out)
     check_out(out, args.images, paths, args.overwrite)
     predictor = load_bundle(args.bundle, backend=args.backend, precision=args.precision, tta=args.tta,
-                            threads=args.threads)
+                            threads=args.threads, model=args.model)
     out.mkdir(parents=True, exist_ok=True)
     skipped = 0
     for p in paths:
@@ -135,4 +135,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="force TTA on/off (default: the bundle's decision)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument("--model", choices=["auto", "teacher", "student"], default="auto",
+                   help="with a distilled student in the bundle: which model (auto: the bundle's default)")
     p.set_defaults(func=cmd_predict)

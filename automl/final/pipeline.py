@@ -273,8 +273,9 @@ def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: in
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
               trial_number: int | None = None, reuse_model: bool = False, data: Dataset | None = None,
-              until: TrainUntil | None = None) -> FinalResult:
-    """Retrain the best (or the given) trial of the study and write the bundle.
+              until: TrainUntil | None = None, distill: bool = True) -> FinalResult:
+    """Retrain the best (or the given) trial of the study and write the bundle; then, when
+    ``final.distill`` is set (and ``distill``), distil it into a student (:mod:`automl.final.distill`).
 
     ``out`` defaults to ``runs/<study>/bundle``; ``epochs`` overrides ``final.epochs``;
     ``reuse_model`` skips the retrain when ``runs/<study>/final_model`` holds one of the same
@@ -317,6 +318,10 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     log.info("bundle written to %s (default: %s)", bundle_dir, report["default_predictor"]["variant"])
     faults.point("bundle_written")
     _attach(sf, study, bundle_dir, report)
+    if distill and sf.final.distill is not None:
+        from automl.final.distill import run_distill
+
+        report = {**report, "distill": run_distill(sf, storage=storage, data=data, out=bundle_dir).table}
     return FinalResult(bundle_dir, manifest, report)
 
 

@@ -45,3 +45,25 @@ def plot_final(report: dict, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_distill(table: dict, path: Path) -> Path:
+    """``distill.png``: val mIoU against end-to-end latency for the teacher, the student trained
+    alone and the distilled student (fp32 and INT8), the bundle's default model starred."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    default = table["default_model"]
+    for r in table["rows"]:
+        if r["latency_ms"] is None:
+            continue
+        star = r["row"].startswith(default) and "alone" not in r["row"]
+        ax.scatter([r["latency_ms"]], [r["val_miou"]], s=160 if star else 50, marker="*" if star else "o")
+        ax.annotate(r["row"], (r["latency_ms"], r["val_miou"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"predict() ms, batch 1, {table['latency_threads']} threads")
+    ax.set_ylabel("val mIoU (selection split)")
+    ax.set_title(f"teacher and student ({table['kd']['method']} KD; default: {default})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

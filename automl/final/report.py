@@ -77,6 +77,31 @@ def report_table(report: dict) -> Table:
     return t
 
 
+DISTILL_COLUMNS = ("model", "arch/encoder", "val mIoU", "holdout mIoU", "predict() ms", "model alone ms", "size MB",
+                   "params M")
+
+
+def distill_rows(d: dict) -> list[list[str]]:
+    """The teacher/student table (``report["distill"]``), one row per model and precision."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    return [[r["row"], r["model"], _f(r["val_miou"]), _f(r["holdout_miou"]), ms(r["latency_ms"]),
+             ms(r["model_alone_ms"]), ms(r["size_mb"]), f"{r['params'] / 1e6:.2f}"] for r in d["rows"]]
+
+
+def distill_table(d: dict) -> Table:
+    t = Table(title=f"distillation ({d['kd']['method']}): default model {d['default_model']}",
+              caption=escape(f"KD gain over the student alone, val: {d['kd_gain_val']:+.4f} "
+                             f"({'helped' if d['kd_helped'] else 'did not help'}); batch 1, "
+                             f"threads {d['latency_threads']}"))
+    for col in DISTILL_COLUMNS:
+        t.add_column(col, justify="left" if col in ("model", "arch/encoder") else "right")
+    for row in distill_rows(d):
+        t.add_row(*(escape(c) for c in row))
+    return t
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
@@ -171,6 +196,34 @@ def _original_values_section(report: dict) -> list[str]:
             "```python", "import json", "", "import numpy as np", "", _ORIGINAL_SNIPPET[kind], "```", ""]
 
 
+def _distill_section(report: dict) -> list[str]:
+    """Search big, ship small: the teacher/student table (final.distill), or, in a student's own
+    report, where it came from."""
+    d = report.get("distill")
+    if not d:
+        return []
+    kd = d["kd"]
+    if d.get("role") == "student":
+        return ["## Distilled student", "",
+                f"This model is the student of the bundle above ({d['student']['model']}, chosen by "
+                f"{d['student']['rule']}), distilled with {kd['method']} (weight {kd['weight']:g}, temperature "
+                f"{kd['temperature']:g}; {kd['defaults']}).", ""]
+    verdict = (f"**KD helped**: the distilled student scores {d['kd_gain_val']:+.4f} val mIoU over the same student "
+               "trained alone" if d["kd_helped"] else
+               f"**KD did not help**: the distilled student scores {d['kd_gain_val']:+.4f} val mIoU against the same "
+               "student trained alone, so it is not the default")
+    lines = ["## Search big, ship small (distillation)", "",
+             f"Student {d['student']['model']} ({d['student']['rule']}), {d['epochs']} epochs alone and distilled, "
+             f"same recipe and seed; {kd['method']} KD, weight {kd['weight']:g}, temperature {kd['temperature']:g} "
+             f"({kd['defaults']}).", ""]
+    lines += _table(list(DISTILL_COLUMNS), distill_rows(d))
+    lines += ["", verdict + ".", f"Default model: **{d['default_model']}** ({d['default_why']}); "
+              "`load_bundle(path, model='student')` loads the student, `bundle/student/` is a whole bundle.", ""]
+    if d.get("figure"):
+        lines += [f"![val mIoU against latency: teacher, student alone, distilled]({d['figure']})", ""]
+    return lines
+
+
 def render_markdown(report: dict) -> str:
     s, r, lat, tta, q = report["search"], report["retrain"], report["latency"], report["tta"], report["int8"]
     d = report["default_predictor"]
@@ -192,6 +245,7 @@ def render_markdown(report: dict) -> str:
     lines += _per_class(report["classes"], report["evaluation"]["val"])
     lines.append("")
 
+    lines += _distill_section(report)
     lines += _holdout_section(report)
     lines += _original_values_section(report)
 

@@ -14,6 +14,7 @@ from automl.trial.checkpoint import TRIAL_CONFIG_FILE, load_model, save_model
 from automl.trial.ema import WeightAverage
 from automl.trial.engine import EpochResult, FitResult, Runtime, TimeStats, fit
 from automl.trial.length import FinishBy, eval_epochs
+from automl.trial.losses import Criterion
 from automl.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,14 @@ class TrainUntil:
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
             eval_subset: float = 1.0, eval_points: int = 4, eval_batch_size: int = 8,
             num_workers: int = 0, until: TrainUntil | None = None,
-            average: WeightAverage | None = None) -> FitResult:
+            average: WeightAverage | None = None, criterion: Criterion | None = None,
+            name: str = "final retrain") -> FitResult:
     """Train ``cfg`` from scratch; val scored at ``eval_points`` epochs (on a subset except the last
     epoch), one log line each. ``until``: re-plan ``cfg.epochs`` to end at that time; ``average``:
-    a weight average updated after each step (its model is read after training)."""
+    a weight average updated after each step (its model is read after training); ``criterion``:
+    another loss than the task's (a student's distillation); ``name``: what the log calls it."""
     split = trainval_split(data) if train_on_trainval else data.train
-    log.info("final retrain: %s, %d epochs on %d %s images (seed %d)", cfg.summary(), cfg.epochs, len(split),
+    log.info("%s: %s, %d epochs on %d %s images (seed %d)", name, cfg.summary(), cfg.epochs, len(split),
              split.name, cfg.seed)
 
     times = TimeStats()
@@ -63,12 +66,12 @@ def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_train
     def on_epoch(res: EpochResult) -> None:
         scope = "val" if res.full_val else f"val subset {eval_subset:.0%}"
         total = cfg.epochs if length is None else length.epochs
-        log.info("final epoch %d/%d: loss %.4f, %s mIoU %.4f (%.1f s)", res.epoch, total, res.train_loss,
-                 scope, res.miou, res.seconds)
+        log.info("%s epoch %d/%d: loss %.4f, %s mIoU %.4f (%.1f s)", name.split()[0], res.epoch, total,
+                 res.train_loss, scope, res.miou, res.seconds)
 
     return fit(cfg, data, runtime, on_epoch=on_epoch, train_split=split, eval_subset=eval_subset,
                eval_batch_size=eval_batch_size, num_workers=num_workers, times=times, length=length,
-               eval_epochs=eval_epochs(cfg.epochs, eval_points), on_step=average)
+               eval_epochs=eval_epochs(cfg.epochs, eval_points), on_step=average, criterion=criterion)
 
 
 FINAL_MODEL_DIR = "final_model"
@@ -91,14 +94,17 @@ def history_rows(history: list[EpochResult]) -> list[dict]:
 
 
 def save_retrained(run_dir: Path, cfg: TrialConfig, trained: Retrained, *, train_on_trainval: bool,
-                   trial_number: int, data_split: dict | None = None) -> Path:
+                   trial_number: int, data_split: dict | None = None, folder: str = FINAL_MODEL_DIR,
+                   extra: dict | None = None) -> Path:
     """Keep the retrained weights (``runs/<study>/final_model``) before the later steps run, so a
     failure there does not cost the retrain: ``automl final --reuse-model`` picks them up.
     ``data_split``: the data's split record (:func:`automl.data.split.split_record`). ``cfg`` is
     the planned config: a retrain re-planned to its budget is kept with the epochs it trained and
-    the plan it came from, so that a resumed run with the same plan reuses it."""
+    the plan it came from, so that a resumed run with the same plan reuses it. ``folder``: another
+    model of the final stage (a student); ``extra``: what else must match for a reuse."""
     trained_epochs = trained.history[-1]["epoch"] if trained.history else cfg.epochs
-    return save_model(trained.model, cfg.with_changes(epochs=trained_epochs), Path(run_dir) / FINAL_MODEL_DIR, extra={
+    return save_model(trained.model, cfg.with_changes(epochs=trained_epochs), Path(run_dir) / folder, extra={
+        **(extra or {}),
         "planned_epochs": cfg.epochs,
         "stage": "final_retrain", "train_on_trainval": train_on_trainval, "trial_number": trial_number,
         "history": trained.history, "wall_s": round(trained.wall_s, 1), "device": trained.device,
@@ -114,10 +120,12 @@ def _same_split(saved: dict | None, now: dict | None) -> bool:
 
 
 def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool,
-                   data_split: dict | None = None) -> Retrained | None:
-    """The kept retrained model if it was trained from exactly ``cfg`` on the same split (the
-    data's split record, when given), else None."""
-    folder = Path(run_dir) / FINAL_MODEL_DIR
+                   data_split: dict | None = None, folder: str = FINAL_MODEL_DIR,
+                   extra: dict | None = None) -> Retrained | None:
+    """The kept retrained model (in ``folder``) if it was trained from exactly ``cfg`` on the same
+    split (the data's split record, when given) with the same ``extra`` items, else None."""
+    want = extra or {}
+    folder = Path(run_dir) / folder
     if not (folder / TRIAL_CONFIG_FILE).is_file():
         log.info("no retrained model to reuse in %s", folder)
         return None
@@ -125,7 +133,7 @@ def load_retrained(run_dir: Path, cfg: TrialConfig, train_on_trainval: bool,
     if info.get("planned_epochs") == cfg.epochs:
         saved = saved.with_changes(epochs=cfg.epochs)  # re-planned from the same plan
     if saved != cfg or info.get("train_on_trainval") != train_on_trainval or \
-            not _same_split(info.get("data_split"), data_split):
+            not _same_split(info.get("data_split"), data_split) or any(info.get(k) != v for k, v in want.items()):
         log.info("not reusing %s: it was trained from another config or split", folder)
         return None
     return Retrained(model, list(info.get("history", [])), float(info.get("wall_s", 0.0)),

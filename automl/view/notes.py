@@ -321,9 +321,10 @@ def _final_lines(study: optuna.Study, run_dir: Path | None, base: str) -> list[s
     if aid is not None:
         lines += [f"[report.md]({base}/{aid}) (study artifact)", ""]
         body = _read_artifact(run_dir, aid) if run_dir is not None else None
-        png = _latest_study_artifact(study, "report.png")
-        if body and png is not None:  # the report's own link is relative to the bundle folder
-            body = body.replace("](report.png)", f"]({base}/{png})")
+        for name in ("report.png", "distill.png"):  # the report's own links are relative to the bundle folder
+            png = _latest_study_artifact(study, name)
+            if body and png is not None:
+                body = body.replace(f"]({name})", f"]({base}/{png})")
         if body:
             if len(body) > MAX_INCLUDED_REPORT:
                 body = body[:MAX_INCLUDED_REPORT] + "\n\n(truncated: open report.md for the rest)"
