@@ -14,6 +14,10 @@ latency of each, model alone (preprocessed input → logits) and predict() end t
 
     python -m benchmarks.distill --data ../shared/datasets/camvid-small --epochs 30 --seeds 2
 
+--student-lr sets the student's LR (default: the teacher's). A seed's teacher is kept in
+<workdir>/teacher_<s>/ and reused when the workdir is kept (--keep-teacher): students can be
+measured again without training the teacher again.
+
 Seeds run at the same moment, each in its own process pinned to its own core with one thread
 (--no-parallel: one after the other, unpinned); a seed's teacher and students share its training
 seed. Each seed writes <workdir>/seed_<s>.json; `--table` prints the tables again. On CamVid-small
@@ -49,6 +53,7 @@ from automl.final.quantize import quantize_with_fallbacks
 from automl.final.retrain import retrain
 from automl.study.runner import prepare
 from automl.trial.augment import eval_transform
+from automl.trial.checkpoint import load_model, save_model
 from automl.trial.distill import KD_METHODS, KDSpec, distill_criterion
 from automl.trial.engine import subset_indices
 from automl.trial.model import count_params
@@ -116,6 +121,8 @@ def part_seed(args: argparse.Namespace) -> dict:
     arch, encoder = args.student.split("/", 1)
     student_cfg = teacher_cfg.with_changes(model={**teacher_cfg.model.model_dump(), "arch": arch, "encoder": encoder,
                                                   "aux_head": False})
+    if args.student_lr is not None:
+        student_cfg = student_cfg.with_changes(optimizer={**student_cfg.optimizer.model_dump(), "lr": args.student_lr})
     arms: dict[str, dict] = {}
     models = {}
 
@@ -130,9 +137,18 @@ def part_seed(args: argparse.Namespace) -> dict:
         print(f"seed {args.arm_seed}: {name}: val {arms[name]['val']:.4f}, holdout {arms[name]['holdout']:.4f} "
               f"({arms[name]['train_s']:.0f} s)", flush=True)
 
-    train("teacher", teacher_cfg)
+    kept = args.workdir / f"teacher_{args.arm_seed}"
+    if (kept / "config.json").is_file() and load_model(kept)[1] == teacher_cfg:
+        model, _, info = load_model(kept)
+        models["teacher"] = model.cpu().eval()
+        arms["teacher"] = {**_scores(models["teacher"], teacher_cfg, data), **info["arm"], "reused": True}
+        print(f"seed {args.arm_seed}: teacher reused from {kept.name}", flush=True)
+    else:
+        train("teacher", teacher_cfg)
+        save_model(models["teacher"], teacher_cfg, kept, extra={"arm": {k: arms["teacher"][k] for k in
+                                                                        ("train_s", "params_m", "epochs")}})
     train("student alone", student_cfg)
-    for method in KD_METHODS:
+    for method in args.methods:
         given = (args.weight, args.temperature) if method == "logits" else (None, None)
         spec = KDSpec.of(method, *given)
         crit = distill_criterion(student_cfg, models["teacher"], teacher_cfg.data.pad_divisor, spec, runtime.device)
@@ -145,7 +161,8 @@ def part_seed(args: argparse.Namespace) -> dict:
             arms[name].update(_int8(name.replace(" ", "_").replace("+", "kd"), models[name], cfg, data, input_size,
                                     Path(tmp), args))
     return {"seed": args.arm_seed, "epochs": args.epochs, "student": args.student, "threads": threads,
-            "teacher": teacher_cfg.summary(), "best_kd": best_kd, "train_images": len(data.train),
+            "teacher": teacher_cfg.summary(), "student_cfg": student_cfg.summary(), "best_kd": best_kd,
+            "train_images": len(data.train),
             "val_images": len(data.val), "holdout_images": len(data.holdout), "arms": arms,
             "wall_s": round(time.monotonic() - t0, 1)}
 
@@ -171,6 +188,8 @@ def print_table(workdir: Path) -> None:
         t.add_column(col, justify="left" if col == "arm" else "right")
     for arm in ARMS:
         got = [r["arms"][arm] for r in runs if arm in r["arms"]]
+        if not got:
+            continue
         gain = [r["arms"][arm]["val"] - r["arms"]["student alone"]["val"] for r in runs if arm in r["arms"]]
         t.add_row(arm, _spread([g["val"] for g in got]), _spread([g["holdout"] for g in got]),
                   "-" if arm == "teacher" else _spread(gain), f"{got[0]['params_m']:.2f}",
@@ -179,6 +198,7 @@ def print_table(workdir: Path) -> None:
                   _spread([g["ort_int8_model_ms"] for g in got if "ort_int8_model_ms" in g], 1),
                   _spread([g["ort_int8_predict_ms"] for g in got if "ort_int8_predict_ms" in g], 1))
     c.print(t)
+    c.print(f"teacher: {first['teacher']}\nstudent: {first.get('student_cfg', '-')}", highlight=False)
     for r in runs:
         te, st = r["arms"]["teacher"], r["arms"][r["best_kd"]]
         if "ort_int8_model_ms" in te and "ort_int8_model_ms" in st:
@@ -194,6 +214,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--student", default="Linknet/tu-mobilenetv3_small_100", help="ARCH/ENCODER")
+    ap.add_argument("--methods", nargs="+", choices=list(KD_METHODS), default=list(KD_METHODS),
+                    help="the KD methods to measure")
+    ap.add_argument("--student-lr", type=float, help="the student's LR (default: the teacher's)")
+    ap.add_argument("--keep-teacher", action="store_true", help="keep the workdir's teachers and reuse them")
     ap.add_argument("--weight", type=float, help="logits KD weight (default: the method's)")
     ap.add_argument("--temperature", type=float, help="logits KD temperature (default: the method's)")
     ap.add_argument("--calibration", type=int, default=32, help="INT8 calibration images")
@@ -212,10 +236,16 @@ def main() -> None:
         out = part_seed(args)
         (args.workdir / f"seed_{args.arm_seed}.json").write_text(json.dumps(out, indent=2))
         return
-    fresh_workdir(args.workdir)
+    if args.keep_teacher and (args.workdir / "space.yaml").is_file():
+        for old in args.workdir.glob("seed_*.json"):
+            old.unlink()
+    else:
+        fresh_workdir(args.workdir)
     passed = ["--data", str(args.data.resolve()), "--epochs", str(args.epochs), "--student", args.student,
+              "--methods", *args.methods,
               "--calibration", str(args.calibration), "--runs", str(args.runs), "--workdir", str(args.workdir)]
-    for flag, value in (("--weight", args.weight), ("--temperature", args.temperature)):
+    for flag, value in (("--weight", args.weight), ("--temperature", args.temperature),
+                        ("--student-lr", args.student_lr)):
         if value is not None:
             passed += [flag, str(value)]
     cores = os.cpu_count() or 1
