@@ -308,13 +308,21 @@ class DistillSection(_Section):
     ``student``: ``ARCH/ENCODER`` (e.g. ``Linknet/tu-mobilenetv3_small_100``), ``{pareto: fastest}`` or
     ``{best_under: {max_latency_ms: N}}``; the student keeps its own trial's recipe when the search
     trained that model, else the teacher's. ``weight``/``temperature`` unset: the method's
-    defaults (automl.trial.distill). ``epochs`` unset: the teacher's final epochs."""
+    defaults (automl.trial.distill). ``epochs`` unset: the teacher's final epochs (under `automl
+    run --budget`, the first plan: the students' time sets their count).
+
+    ``share``: under `automl run --budget`, the students' part of the final's time (after the
+    search and the two reserves for export, INT8 and latency, one per model); the teacher
+    retrains in the rest. A third by default: every later step leans on the teacher (it is the
+    KD target and the fallback default), and two student runs (distilled, then alone for the
+    comparison) at a fraction of its epoch time each still get many epochs."""
 
     student: str | FastestOnFront | BestUnder
     method: Literal["logits", "cwd"] = "logits"
     weight: float | None = Field(None, gt=0)
     temperature: float | None = Field(None, gt=0)
     epochs: int | None = Field(None, ge=1)
+    share: float = Field(1 / 3, gt=0, lt=1)
 
     @field_validator("student")
     @classmethod

@@ -14,6 +14,14 @@ val pass and latency, within [RESERVE_FLOOR_S, a quarter of the budget] (``run.f
 fixes it instead). The final retrain then re-plans its epoch count from its own epochs after
 epoch 2, to end when its time is spent (:class:`automl.trial.length.FinishBy`).
 
+With ``final.distill`` the final's time after the search is shared by a stated rule: two
+reserves come off it (the teacher's and the student's own export, INT8 and latency, each priced
+as above), the students get ``final.distill.share`` of the rest and the teacher retrains in the
+remainder; the students then get whatever the teacher's stage left of the budget (its drift
+included), the distilled student re-planning its epochs so that the student alone, trained
+after it at the same epochs, ends in time (:mod:`automl.final.distill`). A distillation that
+fails leaves the teacher's bundle as it was, and says why on the study.
+
 Under `automl run` trials are compared at equal training time (``budget.equal``, default time
 here; :class:`automl.trial.length.EqualTime`). Progress is kept in the final study's user_attrs
 (``run_state``: search → final → done), so a killed ``automl run`` resumes in the stage it was in.
@@ -99,6 +107,16 @@ class BudgetPlan:
 
 def _train_scale(sf: StudyFile, n_train: int, n_val: int) -> float:
     return (n_train + n_val) / n_train if sf.final.trainval else 1.0
+
+
+def distill_share(sf: StudyFile) -> float:
+    """The students' part of the final's time after the reserves (0: no distillation)."""
+    return 0.0 if sf.final.distill is None else sf.final.distill.share
+
+
+def reserves(sf: StudyFile) -> int:
+    """How many models get the work after a retrain (export, INT8, latency): one per shipped model."""
+    return 1 if sf.final.distill is None else 2
 
 
 def epoch_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -> float:
@@ -224,8 +242,8 @@ class SearchGate:
         n_train, n_val = len(data.train), len(data.val)
         per_epoch = epoch_seconds(best, sf, n_train, n_val)
         need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + fixed_seconds(best, sf, n_train, n_val)
-        reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
-        return min(plan.search_s, plan.total_s - reserve - need)
+        reserve = reserves(sf) * reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
+        return min(plan.search_s, plan.total_s - reserve - need / (1 - distill_share(sf)))
 
     def baseline_gate(self, predicted_s: float) -> str | None:
         """Why no search will follow a baseline trial predicted to take ``predicted_s``, or None."""
@@ -306,6 +324,7 @@ class FinalPlan:
     reserve_s: float   # after the retrain
     left_s: float      # for the retrain, fixed costs included
     train_s: float     # for its training epochs alone
+    student_s: float = 0.0  # for the two students' training (final.distill), their reserve excluded
 
     def expected_epochs(self, epoch_s: float, margin: float) -> float:
         """Epochs a config of this epoch time would get in the final."""
@@ -317,9 +336,12 @@ def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFil
     per_epoch = epoch_seconds(best, sf, n_train, n_val)
     fixed = fixed_seconds(best, sf, n_train, n_val)
     reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
-    epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed, reserve)
-    left = plan.total_s - spent_s - reserve
-    return FinalPlan(epochs, per_epoch, fixed, reserve, left, left - fixed)
+    after = plan.total_s - spent_s - reserves(sf) * reserve  # for training: the teacher's, the students'
+    students = distill_share(sf) * max(0.0, after)
+    epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed,
+                          reserves(sf) * reserve + students)
+    left = after - students
+    return FinalPlan(epochs, per_epoch, fixed, reserve, left, left - fixed, students)
 
 
 def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
@@ -386,9 +408,6 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         return None
     if (short := plan.shortfall(sf)) is not None:
         log.warning(short)
-    if sf.final.distill is not None:
-        log.warning("final.distill: automl run does not budget a student yet; the bundle ships the teacher. "
-                    "Run `automl distill` on the study file after it")
     storage = open_storage(prep.storage_url, sf.storage)
     if state != "final":
         if search is not None:
@@ -405,8 +424,9 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     best = select_trial(study, sf)
     fp = plan_final(plan, spent, best, sf, prep.data)
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "
-             "%.0f s kept for export, INT8 and latency", spent, total_s, best.number, fp.epochs, fp.epoch_s,
-             fp.fixed_s, fp.reserve_s)
+             "%.0f s kept for export, INT8 and latency%s", spent, total_s, best.number, fp.epochs, fp.epoch_s,
+             fp.fixed_s, fp.reserve_s, "" if not fp.student_s else
+             f" (each model); the students get {fp.student_s:.0f} s (final.distill.share {distill_share(sf):g})")
     fits = fp.expected_epochs(fp.epoch_s, sf.run.epoch_margin)
     if fits < fp.epochs:
         log.warning("the budget leaves time for ~%d final epochs and run.min_final_epochs keeps %d: expect the run "
@@ -415,18 +435,43 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
                     (fp.epochs - max(0.0, fits)) * fp.epoch_s * (1 + sf.run.epoch_margin) / 60)
     _record(study, final_epochs_planned=fp.epochs, epoch_s=round(fp.epoch_s, 2), final_trial=best.number,
             fixed_s=round(fp.fixed_s, 1), reserve_s=round(fp.reserve_s, 1),
-            expected_epochs=_expected(fp, best, sf, prep, storage))
+            expected_epochs=_expected(fp, best, sf, prep, storage),
+            **({"distill_share": distill_share(sf), "student_plan_s": round(fp.student_s, 1)} if fp.student_s else {}))
     t_final = time.monotonic()
     sub, full = _passes(best)
-    until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs,
-                       done_by=t_final + plan.total_s - spent,
-                       retime=_retime(plan, best, sf, prep.data, t_final + plan.total_s - spent))
+    end = t_final + plan.total_s - spent
+    teacher_end = end - fp.student_s - (reserves(sf) - 1) * fp.reserve_s
+    until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs, done_by=teacher_end,
+                       retime=_retime(plan, best, sf, prep.data, teacher_end))
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
-    result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data,
-                       **{"reuse_model": state == "final", "until": until, "distill": False, **(final_kwargs or {})})
-    final_s = time.monotonic() - t_final
+    kwargs = {"reuse_model": state == "final", "until": until, "distill": False, **(final_kwargs or {})}
+    result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data, **kwargs)
     retrain = result.report.get("retrain", {}) if result is not None else {}
-    _record(study, final_epochs=retrain.get("epochs", fp.epochs), final_s=round(final_s, 1),
-            post_s=round(final_s - retrain.get("wall_s", 0.0), 1) if not retrain.get("reused") else None,
-            used_frac=round((spent + final_s) / total_s, 3), state="done", session_s=round(time.monotonic() - t0, 1))
+    _record(study, final_epochs=retrain.get("epochs", fp.epochs),
+            post_s=round(time.monotonic() - t_final - retrain.get("wall_s", 0.0), 1)
+            if not retrain.get("reused") else None)
+    if result is not None and sf.final.distill is not None:
+        result = _distill(prep, study, result, TrainUntil(end - fp.reserve_s, sub, full, 1, done_by=end),
+                          kwargs.get("out"))
+    final_s = time.monotonic() - t_final
+    _record(study, final_s=round(final_s, 1), used_frac=round((spent + final_s) / total_s, 3), state="done",
+            session_s=round(time.monotonic() - t0, 1))
     return result
+
+
+def _distill(prep: Prepared, study: optuna.Study, result, until, out):
+    """The students within ``until`` (their training ends at its ``finish_by``, the student's bundle
+    by ``done_by``); a failure keeps the teacher's bundle and is recorded on the study."""
+    from automl.final.distill import run_distill
+
+    t0 = time.monotonic()
+    log.info("students: %.0f s to train, the student's bundle by %.0f s from now", until.finish_by - t0,
+             until.done_by - t0)
+    try:
+        table = run_distill(prep.sf, storage=prep.storage_url, data=prep.data, out=out, until=until).table
+    except AutoMLError as exc:
+        log.error("distillation failed; the bundle ships the teacher: %s", exc)
+        _record(study, distill_error=str(exc))
+        return result
+    _record(study, student_epochs=table["epochs"], student_s=round(time.monotonic() - t0, 1))
+    return dataclasses.replace(result, report={**result.report, "distill": table})

@@ -54,7 +54,7 @@ from automl.final.retrain import retrain
 from automl.study.runner import prepare
 from automl.trial.augment import eval_transform
 from automl.trial.checkpoint import load_model, save_model
-from automl.trial.distill import KD_METHODS, KDSpec, distill_criterion
+from automl.trial.distill import KD_METHODS, DistillCriterion, KDSpec
 from automl.trial.engine import subset_indices
 from automl.trial.model import count_params
 from benchmarks.common import camvid_data, fresh_workdir, pin
@@ -151,7 +151,7 @@ def part_seed(args: argparse.Namespace) -> dict:
     for method in args.methods:
         given = (args.weight, args.temperature) if method == "logits" else (None, None)
         spec = KDSpec.of(method, *given)
-        crit = distill_criterion(student_cfg, models["teacher"], teacher_cfg.data.pad_divisor, spec, runtime.device)
+        crit = DistillCriterion(student_cfg, models["teacher"], teacher_cfg.data.pad_divisor, spec, runtime.device)
         train(f"student + {method}", student_cfg, crit)
         arms[f"student + {method}"]["kd"] = spec.as_dict()
     best_kd = max((a for a in arms if a.startswith("student +")), key=lambda a: arms[a]["val"])

@@ -22,7 +22,7 @@ from automl.config import KD_METHOD_NAMES, load_study_file
 from automl.errors import ConfigError
 from automl.final import run_final
 from automl.final.student import choose_student
-from automl.trial.distill import KD_METHODS, KDSpec, distill_criterion
+from automl.trial.distill import KD_METHODS, DistillCriterion, KDSpec
 from tests.conftest import TINY_SPACE, tiny_study_doc, write_yaml
 from tests.test_final import study_with_trial, tiny_config
 
@@ -67,7 +67,7 @@ def test_the_distillation_criterion_adds_the_weighted_term_and_trains_only_the_s
     y = torch.randint(0, 5, (2, 32, 32))
     y[:, :4] = 255
     spec = KDSpec.of("logits", weight=2.0)
-    crit = distill_criterion(cfg, teacher, 32, spec, torch.device("cpu"))
+    crit = DistillCriterion(cfg, teacher, 32, spec, torch.device("cpu"))
     out = student(x)
     total = crit(x, y, out, 1)
     task = task_criterion(cfg, torch.device("cpu"))(x, y, out, 1)
@@ -179,18 +179,56 @@ def test_a_killed_distill_resumes_and_keeps_the_retrained_teacher(searched, tmp_
     bundle_teacher = (sf.run_dir / "bundle" / "model" / "model.safetensors").read_bytes()
     args = [sys.executable, "-m", "automl", "distill", str(path), "--runs-root", str(sf.runs_root)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    # killed a moment into the distilled student's training, once the student alone is kept
+    # killed a moment into the student alone's training, once the distilled student is kept
     first = subprocess.run(args, capture_output=True, text=True, timeout=600,
-                           env={**env, "AUTOML_FAULT_AT": "student_alone", "AUTOML_FAULT_DELAY": "1.0"})
+                           env={**env, "AUTOML_FAULT_AT": "student_distilled", "AUTOML_FAULT_DELAY": "1.0"})
     assert first.returncode == -signal.SIGKILL, first.stdout[-3000:] + first.stderr[-3000:]
-    alone = sf.run_dir / "student_alone_model" / "trial_config.json"
-    assert alone.is_file() and not (sf.run_dir / "bundle" / "student").exists()
-    alone_mtime = alone.stat().st_mtime_ns
+    distilled = sf.run_dir / "student_model" / "trial_config.json"
+    assert distilled.is_file() and not (sf.run_dir / "bundle" / "student").exists()
+    distilled_mtime = distilled.stat().st_mtime_ns
     second = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "reusing the student (alone) retrain" in second.stdout + second.stderr
-    assert alone.stat().st_mtime_ns == alone_mtime and teacher.stat().st_mtime_ns == teacher_mtime
+    assert "reusing the student (distilled) retrain" in second.stdout + second.stderr
+    assert distilled.stat().st_mtime_ns == distilled_mtime and teacher.stat().st_mtime_ns == teacher_mtime
     bundle = sf.run_dir / "bundle"
     assert (bundle / "model" / "model.safetensors").read_bytes() == bundle_teacher  # the teacher is the same
     assert json.loads((bundle / "bundle.json").read_text())["student"] == "student"
     assert (bundle / "student" / "model.onnx").is_file()
+
+
+def test_a_run_budget_shares_the_final_between_teacher_and_students(tmp_path, caplog):
+    """`automl run --budget` with final.distill: the teacher retrains in its part, the distilled
+    student re-plans its epochs so that the student alone after it ends in the students' part, both
+    at the same epochs, and the split is recorded on the study and shown by `automl status`."""
+    import time
+
+    import optuna
+
+    from automl.overnight import run_overnight
+    from automl.study.runner import prepare
+    from automl.view.status import time_lines
+
+    write_yaml(tmp_path / "space.yaml", TINY_SPACE)
+    path = write_yaml(tmp_path / "tiny.yaml", tiny_study_doc("tiny", **{
+        "budget.n_trials": 2, "budget.trial_epochs": 1, "final.int8.enabled": False,
+        "final.tta.hflip": False, "final.latency_runs": 5, "final.latency_threads": 1,
+        "final.distill": {"student": STUDENT, "share": 0.5}}))
+    prep = prepare(load_study_file(path, runs_root=tmp_path / "runs"))
+    budget = 90
+    t0 = time.monotonic()
+    with caplog.at_level("INFO", logger="automl.trial.length"):
+        result = run_overnight(prep, budget)
+    wall = time.monotonic() - t0
+    attrs = optuna.load_study(study_name="tiny", storage=prep.storage_url).user_attrs
+    assert attrs["run_state"] == "done" and attrs["run_distill_share"] == 0.5 and "run_distill_error" not in attrs
+    assert attrs["run_student_plan_s"] > 0
+    table = result.report["distill"]
+    # both students trained the epochs the budget gave the distilled one, not the teacher's
+    alone = json.loads((prep.sf.run_dir / "student_alone_model" / "trial_config.json").read_text())
+    distilled = json.loads((prep.sf.run_dir / "student_model" / "trial_config.json").read_text())
+    assert alone["config"]["epochs"] == distilled["config"]["epochs"] == table["epochs"] == attrs["run_student_epochs"]
+    assert "s with the runs after it) at epoch" in caplog.text  # priced with the student alone's run
+    assert (result.bundle_dir / "student" / "model" / "model.safetensors").is_file()
+    assert wall < budget * 1.5, wall  # start-up and a loaded 2-core box: the budget, not the epochs, bounds it
+    students = dict(time_lines(attrs))["students"]
+    assert "final.distill.share 0.50" in students and f"{table['epochs']} epochs each" in students

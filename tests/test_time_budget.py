@@ -186,6 +186,25 @@ def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it()
     assert same.finish_by == 160.0
 
 
+def test_a_run_sharing_its_time_with_a_later_one_prices_both():
+    """A distilled student's run re-plans so that the student alone, trained after it at the same
+    epochs, ends in time too: each epoch costs both runs' time and both runs' val passes count."""
+    now = [100.0]
+    shared = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                      clock=lambda: now[0], epoch_cost=lambda s: s + (s - 0.5), runs=2)
+    shared.start(5)
+    now[0] = 106.0
+    shared.after_epoch(2, [4.0, 2.0])
+    # 54 s left, less this run's 3 subset passes and full pass and the later run's (12 s):
+    # 12 more epochs at 2 s here and 1.5 s in the later run
+    assert shared.epochs == 2 + 12
+    alone = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                     clock=lambda: now[0])
+    alone.start(5)
+    alone.after_epoch(2, [4.0, 2.0])
+    assert alone.epochs == 26  # the same time for one run alone
+
+
 @pytest.mark.parametrize("planned", [2, 40])
 def test_final_retrain_fills_its_time(clock, monkeypatch, planned):
     """Planned too short or too long, the retrain re-plans after epoch 2 and ends within its time,

@@ -1,11 +1,17 @@
 """Search big, ship small: distil the final stage's retrained model (the teacher) into a student.
 
 In order: the teacher bundle (written by :func:`automl.final.pipeline.run_final` if missing) →
-choose the student (:mod:`automl.final.student`) → train it alone (same epochs, recipe and seed,
-no KD: the comparison that says whether KD helped) → train it distilled → the student's own
+choose the student (:mod:`automl.final.student`) → train it distilled → train it alone (the
+epochs the distilled one trained, same recipe and seed, no KD: the comparison that says whether
+KD helped) → the student's own
 TTA decision, ONNX, INT8 with the accuracy check, holdout scores and latency, exactly as the
 final stage does for the teacher → ``bundle/student/`` (a whole bundle) → the teacher/student
 table in the top report, ``distill.png``, and the bundle's default model.
+
+Under `automl run --budget` (``until``) the distilled student's run re-plans its epochs to end,
+with the student alone's run after it, at the students' deadline: each of its epochs is priced
+at its own measured time plus the alone run's (its time less the teacher's clocked forward
+passes), and both runs' val passes (:class:`automl.trial.length.FinishBy`).
 
 Both students are kept (``runs/<study>/student_alone_model``, ``student_model``), keyed by their
 config, split and the teacher's weights, so that a killed ``automl distill`` keeps the teacher
@@ -20,10 +26,12 @@ teacher. A student that KD did not help (distilled no better than alone on val) 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +60,7 @@ from automl.final.evaluate import evaluate
 from automl.final.pipeline import (
     _build_and_score,
     _latencies,
+    _latency_time,
     _manifest,
     _report,
     _score_holdout,
@@ -60,14 +69,14 @@ from automl.final.pipeline import (
 )
 from automl.final.plot import plot_distill, plot_final
 from automl.final.report import render_markdown
-from automl.final.retrain import Retrained, history_rows, load_retrained, retrain, save_retrained
+from automl.final.retrain import Retrained, TrainUntil, history_rows, load_retrained, retrain, save_retrained
 from automl.final.source import load_existing_study, pick_trial
 from automl.final.student import Student, choose_student
 from automl.study.runner import load_data
 from automl.study.storage import resolve_url
 from automl.trial.augment import eval_transform
 from automl.trial.checkpoint import load_model
-from automl.trial.distill import KDSpec, distill_criterion
+from automl.trial.distill import DistillCriterion, KDSpec
 from automl.trial.engine import Runtime
 from automl.trial_config import TrialConfig
 
@@ -105,19 +114,17 @@ def _weights_digest(model_dir: Path) -> str:
 
 
 def _train_student(sf: StudyFile, cfg: TrialConfig, data: Dataset, runtime: Runtime, folder: str, keyed: dict,
-                   name: str, criterion=None) -> Retrained:
+                   name: str, criterion=None, until: TrainUntil | None = None) -> Retrained:
     """A student trained (or the kept one of the same config, split and ``keyed`` items)."""
     fs = sf.final
     kept = load_retrained(sf.run_dir, cfg, fs.trainval, data.record, folder=folder, extra=keyed)
     if kept is not None:
         log.info("reusing the %s in %s", name, sf.run_dir / folder)
         return kept
-    import time
-
     t0 = time.monotonic()
     fit = retrain(cfg, data, runtime, train_on_trainval=fs.trainval, eval_subset=sf.eval.subset,
                   eval_points=fs.eval_points, eval_batch_size=sf.eval.batch_size, num_workers=sf.num_workers,
-                  criterion=criterion, name=name)
+                  criterion=criterion, name=name, until=until)
     trained = Retrained(fit.model.cpu().eval(), history_rows(fit.history), time.monotonic() - t0, str(runtime.device))
     save_retrained(sf.run_dir, cfg, trained, train_on_trainval=fs.trainval, trial_number=-1, data_split=data.record,
                    folder=folder, extra=keyed)
@@ -187,9 +194,11 @@ def _replace_file(path: Path, text: str) -> None:
 
 
 def run_distill(sf: StudyFile, *, storage: str | None = None, student: str | None = None,
-                data: Dataset | None = None, out: Path | None = None) -> DistillResult:
+                data: Dataset | None = None, out: Path | None = None, until: TrainUntil | None = None) -> DistillResult:
     """Distil the study's retrained model into a student and add it to the bundle (``out``,
-    default ``runs/<study>/bundle``); ``student``: ``ARCH/ENCODER`` instead of final.distill's."""
+    default ``runs/<study>/bundle``); ``student``: ``ARCH/ENCODER`` instead of final.distill's;
+    ``until``: `automl run`'s time for both students (``finish_by``: their training; ``done_by``:
+    the student's bundle written)."""
     from automl.final.pipeline import run_final
 
     spec = distill_spec(sf, student)
@@ -210,23 +219,30 @@ def run_distill(sf: StudyFile, *, storage: str | None = None, student: str | Non
              kd.method, kd.weight, kd.temperature)
     runtime = Runtime.resolve(sf.device)
     teacher_id = {"teacher_weights": _weights_digest(bundle_dir / MODEL_DIR)}
+    crit = DistillCriterion(chosen.cfg, teacher_model, teacher_cfg.data.pad_divisor, kd, runtime.device)
+
+    def with_alone(distilled_s: float) -> float:  # an epoch of both runs
+        return distilled_s + max(0.0, distilled_s - crit.teacher_epoch_s())
+
+    distilled = _train_student(sf, chosen.cfg, data, runtime, DISTILLED_MODEL_DIR,
+                               {"kind": "distilled", "kd": kd.as_dict(), **teacher_id},
+                               "student (distilled) retrain", criterion=crit,
+                               until=None if until is None else dataclasses.replace(until, epoch_cost=with_alone,
+                                                                                    runs=2))
+    teacher_model.cpu()
+    faults.point("student_distilled")
+    if distilled.history:  # re-planned to its time: the student alone trains the same epochs
+        chosen = dataclasses.replace(chosen, cfg=chosen.cfg.with_changes(epochs=distilled.history[-1]["epoch"]))
     alone = _train_student(sf, chosen.cfg, data, runtime, ALONE_MODEL_DIR, {"kind": "alone"},
                            "student (alone) retrain")
     faults.point("student_alone")
-    crit = distill_criterion(chosen.cfg, teacher_model, teacher_cfg.data.pad_divisor, kd, runtime.device)
-    distilled = _train_student(sf, chosen.cfg, data, runtime, DISTILLED_MODEL_DIR,
-                               {"kind": "distilled", "kd": kd.as_dict(), **teacher_id},
-                               "student (distilled) retrain", criterion=crit)
-    teacher_model.cpu()
-    faults.point("student_distilled")
-    table = _ship(sf, study, chosen, kd, data, bundle_dir, manifest, teacher_report, teacher_model, teacher_cfg,
-                  alone, distilled)
+    table = _ship(sf, study, chosen, kd, data, bundle_dir, manifest, teacher_report, alone, distilled, until)
     return DistillResult(bundle_dir, table)
 
 
 def _ship(sf: StudyFile, study: optuna.Study, chosen: Student, kd: KDSpec, data: Dataset, bundle_dir: Path,
-          manifest: Manifest, teacher_report: dict, teacher_model, teacher_cfg: TrialConfig, alone: Retrained,
-          distilled: Retrained) -> dict:
+          manifest: Manifest, teacher_report: dict, alone: Retrained, distilled: Retrained,
+          until: TrainUntil | None) -> dict:
     cfg = chosen.cfg
     input_size = tuple(manifest.input_size)
     notes = [*_split_notes(sf, data), f"distilled from the teacher in ../ ({teacher_report['model']['arch']}/"
@@ -239,7 +255,8 @@ def _ship(sf: StudyFile, study: optuna.Study, chosen: Student, kd: KDSpec, data:
     alone_val = evaluate(alone_pred, data.val, n_cls, ignore).miou
     with owned_tempdir(sf.run_dir, "distill-work") as tmp, library_temp_in(tmp):
         val = _Scorer(data.val, cfg)
-        v = _build_and_score(distilled.model, cfg, data, sf, input_size, tmp, val, notes)
+        v = _build_and_score(distilled.model, cfg, data, sf, input_size, tmp, val, notes,
+                             None if until is None else until.done_by)
         student_manifest = _manifest(sf, cfg, input_size, v)
         holdout = _score_holdout(v, data.holdout, cfg)
         alone_held = None if data.holdout is None else evaluate(alone_pred, data.holdout, n_cls, ignore).miou
@@ -256,7 +273,7 @@ def _ship(sf: StudyFile, study: optuna.Study, chosen: Student, kd: KDSpec, data:
         timed_keys = {**{key: v.timed[k] for key, k in keys.items()},
                       **{_Key(name): p for name, p in timed.items() if not name.startswith("student_")}}
         lat_all, alone_all = _latencies(timed_keys, data.val.images[0], sf.final.latency_runs,
-                                        sf.final.latency_threads)
+                                        sf.final.latency_threads, _latency_time(until))
         latency = {k.name: x.as_dict() for k, x in lat_all.items()}
         model_only = {k.name: x.as_dict() for k, x in alone_all.items()}
         student_lat = {keys[k]: x for k, x in lat_all.items() if k in keys}

@@ -41,6 +41,9 @@ class TrainUntil:
     done_by: float | None = None
     # a subset val pass's seconds → a new finish_by (the work after the retrain re-priced)
     retime: Callable[[float], float] | None = None
+    # the time is shared with runs - 1 later runs at this one's epochs (FinishBy's epoch_cost, runs)
+    epoch_cost: Callable[[float], float] | None = None
+    runs: int = 1
 
 
 def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_trainval: bool = False,
@@ -61,7 +64,8 @@ def retrain(cfg: TrialConfig, data: Dataset, runtime: Runtime, *, train_on_train
     if until is not None:
         length = FinishBy(cfg.epochs, until.finish_by, eval_points=eval_points, subset_pass_s=until.subset_pass_s,
                           full_pass_s=until.full_pass_s, min_epochs=until.min_epochs,
-                          subset_passes=lambda: times.eval_subset_s, retime=until.retime)
+                          subset_passes=lambda: times.eval_subset_s, retime=until.retime,
+                          epoch_cost=until.epoch_cost, runs=until.runs)
 
     def on_epoch(res: EpochResult) -> None:
         scope = "val" if res.full_val else f"val subset {eval_subset:.0%}"

@@ -9,6 +9,7 @@ no label, and a teacher's guess there is no knowledge worth copying (crop paddin
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.trial.engine import forward_padded, logits_of
-from automl.trial.losses import Criterion, task_criterion
+from automl.trial.length import steady_epoch_s
+from automl.trial.losses import task_criterion
 from automl.trial_config import TrialConfig
 
 # A term: (student logits, teacher logits, valid-pixel mask N×H×W, temperature) → scalar
@@ -95,20 +97,31 @@ def frozen(teacher: nn.Module) -> nn.Module:
     return teacher
 
 
-def distill_criterion(cfg: TrialConfig, teacher: nn.Module, teacher_divisor: int, spec: KDSpec,
-                      device: torch.device) -> Criterion:
+class DistillCriterion:
     """The student's task loss (its own cfg.loss) plus ``spec.weight`` × the KD term against
-    ``teacher`` run, without gradients, on the same normalised batch."""
-    task = task_criterion(cfg, device)
-    kd = KD_METHODS[spec.method].loss
-    teacher = frozen(teacher.to(device))
-    ignore = cfg.data.ignore_index
+    ``teacher`` run, without gradients, on the same normalised batch. It clocks the teacher's
+    forward passes per epoch: what a run of the student alone saves (:meth:`teacher_epoch_s`)."""
 
-    def criterion(images: torch.Tensor, masks: torch.Tensor, outputs: Any, epoch: int) -> torch.Tensor:
+    def __init__(self, cfg: TrialConfig, teacher: nn.Module, teacher_divisor: int, spec: KDSpec,
+                 device: torch.device):
+        self.task = task_criterion(cfg, device)
+        self.kd = KD_METHODS[spec.method].loss
+        self.teacher, self.divisor, self.spec = frozen(teacher.to(device)), teacher_divisor, spec
+        self.ignore = cfg.data.ignore_index
+        self.teacher_s: dict[int, float] = {}  # epoch → seconds in the teacher's forward passes
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor, outputs: Any, epoch: int) -> torch.Tensor:
+        # On CUDA the forward is queued, not run, when the clock stops: the teacher is under-counted,
+        # which prices the student alone high (its run then ends early, never late).
+        t0 = time.perf_counter()
         with torch.no_grad():
-            t_logits = forward_padded(teacher, images, teacher_divisor)
+            t_logits = forward_padded(self.teacher, images, self.divisor)
+        self.teacher_s[epoch] = self.teacher_s.get(epoch, 0.0) + time.perf_counter() - t0
         s_logits = logits_of(outputs)
-        term = kd(s_logits.float(), t_logits.float(), masks != ignore, spec.temperature)
-        return task(images, masks, outputs, epoch) + spec.weight * term
+        term = self.kd(s_logits.float(), t_logits.float(), masks != self.ignore, self.spec.temperature)
+        return self.task(images, masks, outputs, epoch) + self.spec.weight * term
 
-    return criterion
+    def teacher_epoch_s(self) -> float:
+        """The teacher's seconds in one steady epoch (past the warm-up), 0 before any."""
+        return steady_epoch_s([self.teacher_s[e] for e in sorted(self.teacher_s)]) or 0.0
+

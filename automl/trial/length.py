@@ -87,8 +87,13 @@ class FinishBy(Length):
     def __init__(self, epochs: int, finish_by: float, *, eval_points: int, subset_pass_s: float,
                  full_pass_s: float, min_epochs: int = 1, margin: float = 0.02,
                  subset_passes: Callable[[], list[float]] = list, clock: Callable[[], float] | None = None,
-                 retime: Callable[[float], float] | None = None):
+                 retime: Callable[[float], float] | None = None,
+                 epoch_cost: Callable[[float], float] | None = None, runs: int = 1):
         super().__init__(epochs)
+        # When the time is shared with ``runs - 1`` later runs of the same model at the count this
+        # one ends with (a distilled student's, then the student alone's): one of this run's
+        # epochs (its measured seconds) → the seconds it costs all runs, and every run's val passes.
+        self.epoch_cost, self.runs = epoch_cost, runs
         # given the retrain's own mean subset pass (s), a new ``finish_by``: what comes after the
         # retrain was priced from the search's val pass, and a trial's first pass is a cold one
         self.retime = retime
@@ -112,20 +117,24 @@ class FinishBy(Length):
             self._replan(epoch, epoch_train_s, always=False)
 
     def _replan(self, epoch: int, epoch_train_s: list[float], always: bool) -> None:
-        spe = steady_epoch_s(epoch_train_s) * (1 + self.margin)
+        measured = steady_epoch_s(epoch_train_s)
+        spe = (measured if self.epoch_cost is None else self.epoch_cost(measured)) * (1 + self.margin)
         done = self.subset_passes()
         sub = statistics.mean(done) if done else self.subset_pass_s
         left = self.finish_by - self.clock()
-        # the val passes still to come: the final full pass and the subset points not yet passed
+        # the val passes still to come: the final full pass and the subset points not yet passed,
+        # and every later run's in full
         evals = self.full_pass_s + max(0, self.points - 1 - len(done)) * sub
+        evals += (self.runs - 1) * (self.full_pass_s + (self.points - 1) * sub)
         more = math.floor(max(0.0, left - evals) / spe) if spe > 0 else 0
         epochs = max(self.min_epochs, epoch + more)
         if not always and abs(epochs - self.epochs) <= max(1, MIDWAY_TOLERANCE * self.epochs):
             return
         before = self.epochs
         self.set(epochs)
-        log.info("final retrain re-planned from its epochs (%.2f s each) at epoch %d: %d epochs (was %d, planned "
-                 "%d), %.0f s left", spe / (1 + self.margin), epoch, self.epochs, before, self.planned, left)
+        priced = "" if self.epoch_cost is None else f", {spe / (1 + self.margin):.2f} s with the runs after it"
+        log.info("final retrain re-planned from its epochs (%.2f s each%s) at epoch %d: %d epochs (was %d, planned "
+                 "%d), %.0f s left", measured, priced, epoch, self.epochs, before, self.planned, left)
 
     def scored(self, epoch: int, epoch_train_s: list[float]) -> bool:
         return epoch in eval_epochs(self.epochs, self.points)

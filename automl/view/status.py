@@ -122,4 +122,13 @@ def time_lines(attrs: dict) -> list[tuple[str, str]]:
         if attrs.get("run_used_frac") is not None:
             text += f"; the run used {attrs['run_used_frac']:.0%} of its budget"
         out.append(("final epochs", text))
+    if "run_student_plan_s" in attrs:
+        text = (f"{attrs['run_student_plan_s']:.0f} s to train them (final.distill.share "
+                f"{attrs['run_distill_share']:.2f} of the final's training time)")
+        if "run_student_epochs" in attrs:
+            text += (f"; distilled, then alone: {attrs['run_student_epochs']} epochs each, "
+                     f"{attrs['run_student_s']:.0f} s with the student's bundle")
+        if attrs.get("run_distill_error"):
+            text += f"; failed, the teacher ships: {attrs['run_distill_error']}"
+        out.append(("students", text))
     return out
