@@ -142,6 +142,29 @@ def test_cache_off_and_small_data_keep_arrays_in_memory(tmp_path, tiny_study, ru
     assert any("data cache not used" in r.message for r in caplog.records)
 
 
+def test_running_out_of_memory_while_decoding_is_not_called_a_data_problem(tmp_path, monkeypatch):
+    """Decoding into the process's memory can run out (a dataset larger than memory with
+    data.cache: off): one error says so and names the cache, instead of listing every image as
+    unreadable."""
+    import automl.data.folder as folder
+    from automl.errors import DataError
+
+    root = _folder(tmp_path / "data")
+    real, calls = folder.read_image, []
+
+    def read_image(path):
+        calls.append(path)
+        if len(calls) > 2:
+            raise MemoryError
+        return real(path)
+
+    monkeypatch.setattr(folder, "read_image", read_image)
+    with pytest.raises(DataError) as err:
+        _load(root, None)
+    assert "out of memory" in str(err.value) and "data.cache: on" in str(err.value)
+    assert "unreadable" not in str(err.value)
+
+
 @pytest.mark.parametrize("trainval", [False, True])
 def test_variable_sizes_train_and_score_from_the_cache(tmp_path, tiny_study, runs_root, trainval):
     """Images of two sizes, mapped from the cache: a trial trains and scores (val batches group

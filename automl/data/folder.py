@@ -239,6 +239,8 @@ def _decode(pair: Pair, n_classes: int, ignore_index: int, label_map: LabelMap |
         out.image = read_image(pair.image)
     except Refused as why:
         out.problems.append(f"{pair.image_name}: {why}")
+    except MemoryError:  # the process's, not the file's: load_dataset says so once
+        raise
     except Exception as exc:  # noqa: BLE001 - unreadable for any reason
         out.problems.append(f"{pair.image_name}: {unreadable_reason(pair.image, exc)}")
     try:
@@ -247,6 +249,8 @@ def _decode(pair: Pair, n_classes: int, ignore_index: int, label_map: LabelMap |
             out.mask, out.unknown = decode_mask(raw, label_map, n_classes, ignore_index)
     except Refused as why:
         out.problems.append(f"{pair.mask_name}: {why}")
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001
         out.problems.append(f"{pair.mask_name}: {unreadable_reason(pair.mask, exc)}")
     if out.image is not None and out.mask is not None and out.image.shape[:2] != out.mask.shape:
@@ -323,7 +327,12 @@ def load_dataset(root: Path, classes: tuple[str, ...], ignore_index: int,
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         store = _cache_for(cache, list(ids.values()), root, layout, label_map)
         if store is None:
-            got = dict(zip(ids, pool.map(decode, ids.values())))
+            try:
+                got = dict(zip(ids, pool.map(decode, ids.values())))
+            except MemoryError:
+                raise DataError(f"dataset {visible(root.name)}/: out of memory while decoding its {len(ids)} "
+                                "images into this process; set data.cache: on to decode them once to local disk "
+                                "and map them from there (a dataset larger than memory trains)") from None
         else:
             got, ds.cache = store.open([Entry(pid, p.image, p.mask) for pid, p in ids.items()],
                                        lambda e: decode(ids[e.pair_id]), pool.map)
