@@ -186,6 +186,40 @@ def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it()
     assert same.finish_by == 160.0
 
 
+def _simulate_final(pace_after_midway: float, margin: float = 0.0) -> tuple[FinishBy, float]:
+    """A retrain planned to end at 160 s on a fake clock: epochs of 2 s until the midway look,
+    then of ``pace_after_midway``; subset passes of 1 s, the full one 3 s. Returns the length
+    and the time training and its passes ended."""
+    now, epochs_s, passes = [104.0], [4.0], []
+    length = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=margin,
+                      clock=lambda: now[0], subset_passes=lambda: passes)
+    length.start(5)
+    epoch = 1
+    while epoch < length.epochs:
+        epoch += 1
+        pace = 2.0 if length.midway is None or epoch <= length.midway else pace_after_midway
+        epochs_s.append(pace)
+        now[0] += pace
+        length.after_epoch(epoch, epochs_s)
+        if epoch < length.epochs and length.scored(epoch, epochs_s):
+            passes.append(1.0)
+            now[0] += 1.0
+    return length, now[0] + 3.0
+
+
+def test_final_shortens_when_the_machine_slows_after_its_midway_look():
+    """Epochs slow from 2 s to 3 s after the midway look: the late checks shorten the plan so
+    that training ends by its time, where the midway plan alone would overrun it by ~12 s; on a
+    steady machine they change nothing, with or without the initial plan's margin."""
+    steady, steady_end = _simulate_final(2.0)
+    assert steady.epochs == 26 and 158.0 <= steady_end <= 160.0
+    with_margin, margin_end = _simulate_final(2.0, margin=0.1)
+    assert with_margin.epochs == 23 and margin_end <= 160.0  # the plan after epoch 2, at 2.2 s an epoch
+    slowed, slowed_end = _simulate_final(3.0)
+    assert slowed.epochs < 26
+    assert slowed_end <= 160.0
+
+
 def test_a_run_sharing_its_time_with_a_later_one_prices_both():
     """A distilled student's run re-plans so that the student alone, trained after it at the same
     epochs, ends in time too: each epoch costs both runs' time and both runs' val passes count."""

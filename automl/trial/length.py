@@ -7,7 +7,9 @@ from measured training time, through the same mutable schedule span (:class:`~au
 - :class:`FinishBy` (``automl run``'s final retrain): after epoch 2 it sets the epoch count so
   that training, with its remaining val passes, ends at a wall-clock time; halfway through it
   checks again against the median of all its epochs (and moves the end time when the work after
-  it, re-priced from its own val passes, moved), and re-plans if that moved the count.
+  it, re-priced from its own val passes, moved), and re-plans if that moved the count. After
+  that, each epoch checks that the rest, at its recent epochs' pace, still ends in time, and
+  shortens the plan when it would not (a machine that slows late would overrun the budget).
 - :class:`EqualTime` (equal-time search trials): a trial gets ``trial_epochs`` reference epochs
   of training time (the baseline's steady epoch) and an LR schedule spanning
   ``trial_schedule_epochs`` of them; a config 1.6× slower per epoch trains ~1.6× fewer epochs.
@@ -35,6 +37,9 @@ REPLAN_EPOCH = 2  # the first epoch past the warm-up (lazy init, cudnn autotune,
 # moves only if it changed by more than MIDWAY_TOLERANCE of it (and a whole epoch): the LR
 # schedule stretches with it, and small moves are not worth the jolt.
 MIDWAY_TOLERANCE = 0.05
+# Past the midway look, the pace is the median of this many latest epochs: it follows a machine
+# that slowed (another load, thermal limits) within a few epochs, and one slow epoch does not move it.
+RECENT_EPOCHS = 5
 
 
 def steady_epoch_s(epoch_train_s: list[float]) -> float | None:
@@ -115,10 +120,14 @@ class FinishBy(Length):
                 log.info("final retrain: the time after it re-priced from its own val passes: training ends "
                          "%+.0f s from the first plan", self.finish_by - before)
             self._replan(epoch, epoch_train_s, always=False)
+        elif self.midway is not None and self.midway < epoch < self.epochs:
+            self._replan(epoch, epoch_train_s, always=False, recent=True)
 
-    def _replan(self, epoch: int, epoch_train_s: list[float], always: bool) -> None:
-        measured = steady_epoch_s(epoch_train_s)
-        spe = (measured if self.epoch_cost is None else self.epoch_cost(measured)) * (1 + self.margin)
+    def _replan(self, epoch: int, epoch_train_s: list[float], always: bool, recent: bool = False) -> None:
+        measured = statistics.median(epoch_train_s[-RECENT_EPOCHS:]) if recent else steady_epoch_s(epoch_train_s)
+        # A late check prices epochs at their pace alone: the margin is for plans made early, and
+        # with it a late check would find one epoch fewer fits and cut a plan that ends in time.
+        spe = (measured if self.epoch_cost is None else self.epoch_cost(measured)) * (1 if recent else 1 + self.margin)
         done = self.subset_passes()
         sub = statistics.mean(done) if done else self.subset_pass_s
         left = self.finish_by - self.clock()
@@ -128,7 +137,9 @@ class FinishBy(Length):
         evals += (self.runs - 1) * (self.full_pass_s + (self.points - 1) * sub)
         more = math.floor(max(0.0, left - evals) / spe) if spe > 0 else 0
         epochs = max(self.min_epochs, epoch + more)
-        if not always and abs(epochs - self.epochs) <= max(1, MIDWAY_TOLERANCE * self.epochs):
+        if recent and epochs >= self.epochs:  # late checks only shorten: the plan still fits
+            return
+        if not always and not recent and abs(epochs - self.epochs) <= max(1, MIDWAY_TOLERANCE * self.epochs):
             return
         before = self.epochs
         self.set(epochs)
