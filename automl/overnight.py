@@ -364,9 +364,9 @@ def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
 
 
 def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: float) -> Callable[[float], float]:
-    """For the retrain's midway look: the end of its training from the reserve re-priced at its own
-    subset val pass (per image), which is warm where the trial's (its first, for a baseline ended
-    after one epoch) may not be."""
+    """For the retrain's re-pricing past its midway look: the end of its training from the reserve
+    re-priced at its own faster subset val pass (per image), which is warm where the trial's (its
+    first, for a baseline ended after one epoch) may not be."""
     from automl.trial.engine import subset_indices
 
     n_val = len(data.val)

@@ -156,8 +156,9 @@ def test_final_replans_to_its_finish_time_with_a_fake_clock():
 
 
 def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it():
-    """The reserve after the retrain was priced from a trial's (cold) val pass; midway, the
-    retrain's own passes re-price it, and the epochs follow the new end."""
+    """The reserve after the retrain was priced from a trial's (cold) val pass; past the midway
+    look, once the retrain has two passes of its own, the faster one re-prices it (the first is
+    cold too), once, and the epochs follow the new end."""
     now, passes = [100.0], []
     asked = []
 
@@ -171,12 +172,20 @@ def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it()
     now[0] = 106.0
     length.after_epoch(2, [4.0, 2.0])
     assert length.epochs == 26 and length.midway == 13
-    passes.extend([0.5, 1.5])  # the retrain's subset passes so far
-    now[0] = 128.0
+    passes.append(3.0)  # the retrain's first pass: cold
+    now[0] = 126.0
     length.after_epoch(13, [4.0] + [2.0] * 12)
+    assert asked == [] and length.finish_by == 160.0  # one pass, the cold one: no re-pricing from it
+    passes.append(1.0)
+    now[0] = 130.0
+    length.after_epoch(14, [4.0] + [2.0] * 13)
     assert asked == [1.0]
-    # 62 s left, less 1 subset pass (1 s, its own mean) and the full one (3 s): 29 more epochs of 2 s
-    assert length.finish_by == 190.0 and length.epochs == 13 + 29
+    # 60 s left, less 1 subset pass (2 s, its own mean) and the full one (3 s): 27 more epochs of 2 s
+    assert length.finish_by == 190.0 and length.epochs == 14 + 27
+    passes.append(0.5)
+    now[0] = 132.0
+    length.after_epoch(15, [4.0] + [2.0] * 14)
+    assert asked == [1.0]  # once
     same = FinishBy(10, finish_by=160.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
                     clock=lambda: now[0], subset_passes=list)
     now[0] = 106.0
