@@ -311,6 +311,10 @@ class DistillSection(_Section):
     defaults (automl.trial.distill). ``epochs`` unset: the teacher's final epochs (under `automl
     run --budget`, the first plan: the students' time sets their count).
 
+    ``lr``: the student's learning rate, instead of its recipe's (its trial's, or the teacher's):
+    a small randomly initialised student may need another LR than the teacher it copies
+    (benchmarks/README.md, distillation, measured this).
+
     ``share``: under `automl run --budget`, the students' part of the final's time (after the
     search and the two reserves for export, INT8 and latency, one per model); the teacher
     retrains in the rest. A third by default: every later step leans on the teacher (it is the
@@ -322,6 +326,7 @@ class DistillSection(_Section):
     weight: float | None = Field(None, gt=0)
     temperature: float | None = Field(None, gt=0)
     epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
     share: float = Field(1 / 3, gt=0, lt=1)
 
     @field_validator("student")

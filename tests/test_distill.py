@@ -128,6 +128,9 @@ def test_a_student_that_cannot_be_trained_is_refused_before_any_training(searche
     chosen = choose_student(sf.final.distill, study, teacher, (64, 64))
     assert chosen.cfg.model.encoder == "mobilenet_v2" and chosen.trial is None
     assert chosen.cfg.optimizer == teacher.optimizer and chosen.cfg.epochs == 2  # the teacher's recipe
+    faster = choose_student(sf.final.distill.model_copy(update={"lr": 0.0123}), study, teacher, (64, 64))
+    assert faster.cfg.optimizer.lr == 0.0123 and faster.cfg.optimizer.name == teacher.optimizer.name
+    assert "final.distill.lr" in faster.rule
 
 
 def test_a_distilled_student_ships_in_the_bundle_and_loads_with_plain_smp_and_onnxruntime(searched, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from automl.cli.common import add_study_args
-from automl.config import load_study_file
+from automl.config import KD_METHOD_NAMES, load_study_file
 from automl.terminal import markup_safe
 
 
@@ -18,7 +18,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     pairs = {"data.root": args.data, "device": args.device, "final.latency_threads": args.threads}
     out = {k: v for k, v in pairs.items() if v is not None}
     for key, value in (("method", args.method), ("weight", args.weight), ("temperature", args.temperature),
-                       ("epochs", args.epochs)):
+                       ("epochs", args.epochs), ("lr", args.lr)):
         if value is not None:
             out[f"final.distill.{key}"] = value
     return out
@@ -46,10 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_study_args(p)
     p.add_argument("--student", metavar="ARCH/ENCODER",
                    help="the student model, e.g. Linknet/tu-mobilenetv3_small_100 (overrides final.distill.student)")
-    p.add_argument("--method", choices=["logits", "cwd"], help="KD term (overrides final.distill.method)")
+    p.add_argument("--method", choices=KD_METHOD_NAMES, help="KD term (overrides final.distill.method)")
     p.add_argument("--weight", type=float, help="KD weight (overrides final.distill.weight)")
     p.add_argument("--temperature", type=float, help="KD temperature (overrides final.distill.temperature)")
     p.add_argument("--epochs", type=int, help="student epochs (default: the teacher's final epochs)")
+    p.add_argument("--lr", type=float, help="the student's learning rate (overrides final.distill.lr; default: its "
+                                            "recipe's)")
     p.add_argument("--out", help="bundle folder (default: runs/<study>/bundle)")
     p.add_argument("--threads", type=int, help="threads for the latency report (overrides final.latency_threads)")
     p.add_argument("--data", help="dataset folder (overrides data.root)")

@@ -7,6 +7,8 @@
   best, the one with the lowest batch-1 latency (measured before it trained), with its recipe.
 - ``{best_under: {max_latency_ms: N}}``: the best trial whose latency meets N, with its recipe.
 
+``final.distill.lr`` replaces the recipe's learning rate.
+
 Every refusal comes before any training and names ``final.distill.student``: a pair that does
 not build or map the input size back (:func:`automl.trial.compat.pair_problem`), a rule no trial
 meets, a student that is the teacher's own model, or encoder weights this machine cannot get.
@@ -107,6 +109,9 @@ def choose_student(spec: DistillSection, study: optuna.Study, teacher: TrialConf
         t, c, rule = _by_rule(choice, found, teacher_pair)
         trial = t.number
     cfg = c.with_changes(epochs=spec.epochs or teacher.epochs, seed=teacher.seed, schedule_epochs=None)
+    if spec.lr is not None:
+        cfg = cfg.with_changes(optimizer={**cfg.optimizer.model_dump(), "lr": spec.lr})
+        rule += f"; LR {spec.lr:g} (final.distill.lr)"
     m = cfg.model
     problem = pair_problem(m.arch, m.encoder, m.encoder_depth, *input_size)
     if problem is not None:
