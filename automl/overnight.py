@@ -426,7 +426,7 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "
              "%.0f s kept for export, INT8 and latency%s", spent, total_s, best.number, fp.epochs, fp.epoch_s,
              fp.fixed_s, fp.reserve_s, "" if not fp.student_s else
-             f" (each model); the students get {fp.student_s:.0f} s (final.distill.share {distill_share(sf):g})")
+             f" (each model); the students get {fp.student_s:.0f} s (final.distill.share {distill_share(sf):.2f})")
     fits = fp.expected_epochs(fp.epoch_s, sf.run.epoch_margin)
     if fits < fp.epochs:
         log.warning("the budget leaves time for ~%d final epochs and run.min_final_epochs keeps %d: expect the run "
