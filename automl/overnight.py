@@ -61,9 +61,12 @@ LATENCY_SHARE = 0.05
 # ONNX export, which no trial measures: the dynamo exporter's graph capture, model-size bound
 # (benchmarks/README.md, "One budget for the night", gives the measured figure)
 EXPORT_S = 20.0
-# An INT8 calibration image costs this many inference passes: the calibration graph outputs
-# every activation (benchmarks/README.md, same section)
-CALIBRATION_COST = 4
+# An INT8 calibration image, in images of the trial's batched val pass: the calibration graph
+# outputs every activation (benchmarks.final_costs measured 1.5 on CamVid-small, 0.6 at 512x512)
+CALIBRATION_COST = 2
+# MinMax calibrations priced: the plain recipe and its first fallback, which 512x512 EM images
+# and one CamVid seed needed (benchmarks/README.md); later fallbacks start only if time is left
+CALIBRATIONS = 2
 
 
 def for_run(sf: StudyFile) -> StudyFile:
@@ -160,15 +163,17 @@ def fixed_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -
 
 
 def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0,
-                    per_image_s: float | None = None) -> float:
+                    per_image_s: float | None = None, n_train: int | None = None) -> float:
     """The time after the retrain, priced from the trial's full val pass and its batch-1 latency:
     scoring the variants on val and the holdout, TTA, export, INT8 calibration, bundle writing
     (fixed), and latency timing, the one elastic part (it times fewer runs when time is short,
-    down to MIN_RUNS). Latency gets its full runs only if they cost at most LATENCY_SHARE of the
-    budget (timing is worth less than training), never fewer than its fewest runs; the whole is
+    down to MIN_RUNS, and times only the shipped variant when short). Latency gets its full runs
+    only if they cost at most LATENCY_SHARE of the budget (timing is worth less than training),
+    never fewer than the shipped variant's fewest runs; the whole is
     at least RESERVE_FLOOR_S and at most a quarter of the budget unless the fixed work alone
     needs more. ``run.final_reserve`` fixes it instead. ``per_image_s``: one val image's time as
-    the retrain measured it (warm), instead of the trial's."""
+    the retrain measured it (warm), instead of the trial's; ``n_train``: the training images,
+    which cap the calibration set."""
     if plan.reserve_s is not None:
         return plan.reserve_s
     fs = sf.final
@@ -185,11 +190,12 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     tta = views if views > 1 else 0
     val_images = n_val * (variants + (1 if fs.int8.enabled else 0) + tta * variants)  # + an INT8 fallback
     holdout_images = n_holdout * variants  # automl.final.pipeline.holdout_variants: those without TTA
-    calibration = CALIBRATION_COST * fs.int8.calibration_images if fs.int8.enabled else 0
+    n_calib = fs.int8.calibration_images if n_train is None else min(n_train, fs.int8.calibration_images)
+    calibration = CALIBRATIONS * CALIBRATION_COST * n_calib if fs.int8.enabled else 0
     fixed = per_image * (val_images + holdout_images + calibration) + EXPORT_S + BUNDLE_WRITE_S
-    calls = variants * (2 + tta)  # per timed run: each variant end to end, with TTA, and model alone
-    latency_full = per_image * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
-    latency_min = per_image * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
+    calls = 2 + tta  # per timed run of one variant: end to end, with TTA, and the model alone
+    latency_full = per_image * variants * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
+    latency_min = per_image * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)  # the shipped variant alone
     latency = min(latency_full, max(latency_min, LATENCY_SHARE * plan.total_s))
     return max(RESERVE_FLOOR_S, min(fixed + latency, max(0.25 * plan.total_s, fixed + latency_min)))
 
@@ -242,7 +248,7 @@ class SearchGate:
         n_train, n_val = len(data.train), len(data.val)
         per_epoch = epoch_seconds(best, sf, n_train, n_val)
         need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + fixed_seconds(best, sf, n_train, n_val)
-        reserve = reserves(sf) * reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
+        reserve = reserves(sf) * _reserve(plan, best, sf, data)
         return min(plan.search_s, plan.total_s - reserve - need / (1 - distill_share(sf)))
 
     def baseline_gate(self, predicted_s: float) -> str | None:
@@ -297,8 +303,10 @@ class SearchGate:
                 "baseline with the rest of the budget")
 
 
-def _holdout_size(data) -> int:
-    return 0 if data.holdout is None else len(data.holdout)
+def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image_s: float | None = None) -> float:
+    """:func:`reserve_seconds` for this dataset's splits."""
+    return reserve_seconds(plan, best, sf, len(data.val), 0 if data.holdout is None else len(data.holdout),
+                           per_image_s=per_image_s, n_train=len(data.train))
 
 
 def baseline_trial(sf: StudyFile, storage: optuna.storages.BaseStorage) -> FrozenTrial | None:
@@ -335,7 +343,7 @@ def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFil
     n_train, n_val = len(data.train), len(data.val)
     per_epoch = epoch_seconds(best, sf, n_train, n_val)
     fixed = fixed_seconds(best, sf, n_train, n_val)
-    reserve = reserve_seconds(plan, best, sf, n_val, _holdout_size(data))
+    reserve = _reserve(plan, best, sf, data)
     after = plan.total_s - spent_s - reserves(sf) * reserve  # for training: the teacher's, the students'
     students = distill_share(sf) * max(0.0, after)
     epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed,
@@ -373,7 +381,7 @@ def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: f
     n_sub = len(subset_indices(n_val, sf.eval.subset))
 
     def retime(subset_pass_s: float) -> float:
-        return done_by - reserve_seconds(plan, best, sf, n_val, _holdout_size(data), per_image_s=subset_pass_s / n_sub)
+        return done_by - _reserve(plan, best, sf, data, per_image_s=subset_pass_s / n_sub)
 
     return retime
 

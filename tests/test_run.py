@@ -35,6 +35,37 @@ def test_final_epochs_follow_the_budget_not_the_trial_length(tiny_study, runs_ro
     assert plan.shortfall(sf) is None  # 10 s reserve fits in a quarter of 600 s
 
 
+def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(tiny_study, runs_root):
+    """At 10 minutes on 512x512 images (0.42 s a val image, the em-like benchmark) timing all six
+    variants at their fewest runs took 50 s of the reserve; the final times what ships first and
+    the rest only with time left, so the reserve prices the shipped variant's fewest runs (with TTA:
+    end to end, without, and the model alone). The calibration set is capped by the training
+    images and priced for the plain recipe and its first fallback."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl import overnight
+    from automl.final.latency import MIN_RUNS, WARMUP_RUNS
+
+    sf = load_study_file(tiny_study(**{"final.tta.hflip": True, "final.tta.vflip": False}), runs_root=runs_root)
+    trial = create_trial(params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, value=0.5,
+                         user_attrs={"eval_full_s": 6 * 0.42})
+    short, long = BudgetPlan.split(600, sf), BudgetPlan.split(36000, sf)
+    per = 0.42
+    fixed = per * (6 * (3 + 1 + 2 * 3) + 12 * 3 + overnight.CALIBRATIONS * overnight.CALIBRATION_COST * 24) \
+        + overnight.EXPORT_S + overnight.BUNDLE_WRITE_S
+    shipped_floor = per * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)
+    assert shipped_floor < overnight.LATENCY_SHARE * 600  # the share, not the floor, prices it here
+    got = overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, n_train=24)
+    assert got == pytest.approx(fixed + overnight.LATENCY_SHARE * 600)
+    assert got < fixed + per * 3 * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)  # all three variants' floor: more
+    # a long night times every variant at its full runs
+    full = per * 3 * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
+    assert overnight.reserve_seconds(long, trial, sf, n_val=6, n_holdout=12, n_train=24) == pytest.approx(fixed + full)
+    # without n_train the calibration set is final.int8.calibration_images
+    assert overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12) > got
+
+
 def test_a_budget_too_short_for_the_final_stage_is_warned_about(tiny_study, runs_root):
     from automl.config import load_study_file
 

@@ -306,3 +306,64 @@ def test_latency_timing_shrinks_to_its_time_box_but_keeps_a_floor(monkeypatch):
     assert [lat.runs for lat in latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0, max_s=0.0).values()] \
         == [latency.MIN_RUNS] * 2
     assert [lat.runs for lat in latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0).values()] == [30, 30]
+
+
+def test_a_short_latency_box_times_what_ships_and_leaves_out_what_does_not_fit(monkeypatch):
+    """A required timing always runs; an optional one only if its warm-up and fewest runs fit in
+    the time left at its expected call time. Fake clock: "shipped" and "slow" cost 1 s a call,
+    "fast" 0.1 s; in a 12-s box "shipped" takes 7 s (its floor), "slow" would need 7 of the 5
+    left and is left out, "fast" fits and gets every run."""
+    import automl.final.latency as latency
+
+    c = FakeClock()
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=c, sleep=lambda s: None))
+
+    def cost(s):
+        def call():
+            c.t += s
+        return call
+
+    fns = {"shipped": cost(1.0), "slow": cost(1.0), "fast": cost(0.1)}
+    optional = {"slow": 1.0, "fast": 0.1}
+    boxed = latency.measure_all(fns, runs=30, warmup=2, pause_s=0.0, max_s=12.0, optional=optional)
+    assert list(boxed) == ["shipped", "fast"]
+    assert boxed["shipped"].runs == latency.MIN_RUNS and boxed["fast"].runs == 30
+    # no box: everything is timed
+    assert list(latency.measure_all(fns, runs=3, warmup=1, pause_s=0.0, optional=optional)) == list(fns)
+
+
+def test_the_final_times_its_default_variant_first_and_reports_what_it_left_out(monkeypatch):
+    """``_latencies`` with a short box: the default (INT8 + TTA) and its plain twin are timed (the
+    twin also alone), torch and ORT fp32, priced by their val pass per image, are left out."""
+    import numpy as np
+
+    import automl.final.latency as latency
+    from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
+    from automl.final.pipeline import _latencies
+
+    c = FakeClock()
+    monkeypatch.setattr(latency, "time", SimpleNamespace(perf_counter=c, sleep=lambda s: None))
+
+    class Fake:
+        def __init__(self, s):
+            self.s = s
+
+        def predict(self, image):
+            c.t += self.s
+
+        def model_input(self, image):
+            return image
+
+        def logits(self, x):
+            c.t += self.s
+
+    preds = {TORCH_FP32: Fake(1.0), ORT_FP32: Fake(0.8), ORT_INT8: Fake(0.3), ORT_INT8.with_tta(): Fake(0.6),
+             TORCH_FP32.with_tta(): Fake(2.0), ORT_FP32.with_tta(): Fake(1.6)}
+    call_s = {k: p.s for k, p in preds.items()}
+    first = [ORT_INT8.with_tta(), ORT_INT8]
+    out, alone = _latencies(preds, np.zeros((4, 4, 3), np.uint8), runs=30, threads=1, max_s=12.0, first=first,
+                            call_s=call_s)
+    assert set(out) == set(first) and set(alone) == {ORT_INT8}
+    # no box (a plain `automl final`): every variant, end to end and alone
+    out, alone = _latencies(preds, np.zeros((4, 4, 3), np.uint8), runs=3, threads=1, first=first, call_s=call_s)
+    assert set(out) == set(preds) and set(alone) == {TORCH_FP32, ORT_FP32, ORT_INT8}

@@ -47,17 +47,28 @@ def measure(fn: Callable[[], object], *, runs: int, warmup: int = 5, max_s: floa
 
 
 def measure_all(fns: dict[str, Callable[[], object]], *, runs: int, warmup: int = 5,
-                pause_s: float = 0.5, max_s: float | None = None) -> dict[str, Latency]:
-    """One variant after the other, each with its own warm-up, with a pause between them;
-    ``max_s``: the time for all of them, shared evenly (see :func:`measure`).
+                pause_s: float = 0.5, max_s: float | None = None,
+                optional: dict[str, float] | None = None) -> dict[str, Latency]:
+    """One timing after the other, in ``fns``' order, each with its own warm-up, with a pause
+    between them; ``max_s``: the time for all of them, each getting an even share of what is left
+    when it starts (see :func:`measure`).
+
+    ``optional``: timings that may be left out, by the seconds one call is expected to take. With
+    ``max_s``, such a timing starts only if its fewest calls (warm-up and :data:`MIN_RUNS`) fit in
+    the time left; the others always run. Left-out timings are absent from the result.
 
     Not interleaved: on a 2-core machine, torch (2 OpenMP threads) ran several times slower for
     a few seconds after each ONNX Runtime call in the same process, so interleaved rounds would
     time torch against ORT's leftovers. The p10/p90 in the report show how noisy a run was.
     """
     out: dict[str, Latency] = {}
-    share = None if max_s is None else max(0.0, max_s / max(1, len(fns)) - pause_s)
-    for key, fn in fns.items():
+    optional = optional or {}
+    end = None if max_s is None else time.perf_counter() + max_s
+    for k, (key, fn) in enumerate(fns.items()):
+        left = None if end is None else end - time.perf_counter()
+        if left is not None and key in optional and (warmup + MIN_RUNS) * optional[key] + pause_s > left:
+            continue
         time.sleep(pause_s)
+        share = None if left is None else max(0.0, left / (len(fns) - k) - pause_s)
         out[key] = measure(fn, runs=runs, warmup=warmup, max_s=share)
     return out

@@ -5,7 +5,8 @@ to the study).
 Latency comes last because it is the only elastic step: under `automl run` it gets the time left
 before the run's end (less :data:`automl.final.latency.BUNDLE_WRITE_S`), and times fewer runs per variant when that is
 short (never fewer than :data:`automl.final.latency.MIN_RUNS`); the report gives each variant's
-runs.
+runs. The shipped variant is timed first, whatever the time; another only if its fewest runs
+fit in what is left (the report lists those not timed).
 
 Every score comes from the bundle's own predictors (:mod:`automl.bundle.predictor`), so the
 report describes exactly what the bundle ships. Every decision (TTA, INT8, the default) is
@@ -21,6 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Collection
 
 import numpy as np
 import optuna
@@ -104,9 +106,12 @@ class _Scorer:
     def __init__(self, split: Split, cfg: TrialConfig):
         self.split, self.cfg = split, cfg
         self.scores: dict[Variant, Scores] = {}
+        self.image_s: dict[Variant, float] = {}  # one image's predict(), as this pass took it
 
     def __call__(self, variant: Variant, predictor: Predictor) -> Scores:
+        t0 = time.perf_counter()
         s = evaluate(predictor, self.split, self.cfg.data.num_classes, self.cfg.data.ignore_index)
+        self.image_s[variant] = (time.perf_counter() - t0) / max(1, len(self.split))
         self.scores[variant] = s
         log.info("%s %s: mIoU %.4f", self.split.name, variant.label, s.miou)
         return s
@@ -250,25 +255,54 @@ def _score_holdout(v: _Variants, holdout: Split | None, cfg: TrialConfig) -> dic
 
 
 def _latencies(predictors: dict[Variant, Predictor], image: np.ndarray, runs: int, threads: int,
-               max_s: float | None = None) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
+               max_s: float | None = None, first: Collection[Variant] | None = None,
+               call_s: dict[Variant, float] | None = None) -> tuple[dict[Variant, Latency], dict[Variant, Latency]]:
     """End-to-end ``predict(image)`` per variant, and the model alone (preprocessed input in,
     logits out) per variant without TTA: the gap is the pre/post-processing cost. ``max_s``: the
-    time for all of it (each timing gets an even share)."""
-    plain = {k: p for k, p in predictors.items() if not k.tta}
-    n = len(predictors) + len(plain)
+    time for all of it (each timing gets an even share of what is left).
+
+    ``first`` (default: every variant) is timed first and whatever the time; with ``max_s``, each
+    other variant only if its fewest runs fit in the time left, at ``call_s`` (a call's expected
+    seconds) per call: a short budget times what ships, not every alternative."""
+    first = list(predictors) if first is None else [k for k in predictors if k in first]
+    order = [*first, *(k for k in predictors if k not in first)]
+    timings: dict[tuple[Variant, bool], Callable[[], object]] = {}
+    for k in order:
+        p = predictors[k]
+        timings[(k, False)] = lambda p=p: p.predict(image)
+        if not k.tta:
+            timings[(k, True)] = lambda p=p, x=p.model_input(image): p.logits(x)
+    optional = {t: (call_s or {}).get(t[0], 0.0) for t in timings if t[0] not in first}
     log.info("latency: %d variants x %d runs, threads %d%s", len(predictors), runs, threads,
              "" if max_s is None else f", within {max_s:.0f} s (the run's budget)")
-    share = None if max_s is None else max_s * len(predictors) / n
     with torch_threads(threads):
-        out = measure_all({k: (lambda p=p: p.predict(image)) for k, p in predictors.items()}, runs=runs,
-                          warmup=WARMUP_RUNS, max_s=share)
-        model_only = measure_all({k: (lambda p=p, x=p.model_input(image): p.logits(x)) for k, p in plain.items()},
-                                 runs=runs, warmup=WARMUP_RUNS, max_s=None if max_s is None else max_s - share)
+        got = measure_all(timings, runs=runs, warmup=WARMUP_RUNS, max_s=max_s, optional=optional)
+    # in the predictors' order (the report's), not the order timed
+    out = {k: got[(k, False)] for k in predictors if (k, False) in got}
+    model_only = {k: got[(k, True)] for k in predictors if (k, True) in got}
     for key, lat in out.items():
         alone = f", model alone {model_only[key].median_ms:.2f}" if key in model_only else ""
         log.info("latency %s: %.2f ms (p10 %.2f, p90 %.2f%s)", key.label, lat.median_ms, lat.p10_ms,
                  lat.p90_ms, alone)
+    skipped = [k.label for k in predictors if k not in out]
+    if skipped:
+        log.info("latency not timed, to end within the run's budget: %s", ", ".join(skipped))
     return out, model_only
+
+
+def _call_seconds(v: _Variants, val: _Scorer) -> dict[Variant, float]:
+    """A latency call's expected seconds per timed variant: its val pass per image; a TTA variant
+    scored by no pass costs its plain variant's times its views."""
+    views = len(v.tta.spec.views())
+    return {k: val.image_s.get(k, val.image_s.get(k.with_tta(False), 0.0) * (views if k.tta else 1))
+            for k in v.timed}
+
+
+def _shipped_first(v: _Variants) -> list[Variant]:
+    """The variants timed whatever the time: the default and, when it has TTA, the same without
+    (what TTA costs)."""
+    default = v.default()
+    return [default, default.with_tta(False)] if default.tta else [default]
 
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
@@ -306,7 +340,8 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
         manifest = _manifest(sf, cfg, input_size, v)
         holdout = _score_holdout(v, data.holdout, cfg)  # every decision is taken
         latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
-                                         sf.final.latency_threads, _latency_time(until))
+                                         sf.final.latency_threads, _latency_time(until), _shipped_first(v),
+                                         _call_seconds(v, val))
         report = _report(sf, study, trial, cfg, trained, v, val, holdout, latency, model_only, data, notes)
         report["wall_s"] = round(time.monotonic() - t_start, 1)
         report = write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
@@ -391,7 +426,8 @@ def _report(sf: StudyFile, study: optuna.Study, trial: FrozenTrial, cfg: TrialCo
                     "warmup": WARMUP_RUNS, "image_size": list(data.val.images[0].shape[:2]),
                     "what": "predict(image) end to end: preprocess, model, TTA views, argmax",
                     "results": {k.key: lat.as_dict() for k, lat in latency.items()},
-                    "model_only": {k.key: lat.as_dict() for k, lat in model_only.items()}},
+                    "model_only": {k.key: lat.as_dict() for k, lat in model_only.items()},
+                    "not_timed": [k.label for k in v.timed if k not in latency]},
         "notes": notes,
     }
 

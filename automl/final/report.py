@@ -237,7 +237,9 @@ def render_markdown(report: dict) -> str:
     lines += ["", split_line(report), "", f"Latency: batch 1, threads {lat['threads']}, CPU {lat['cpu']}, {lat['what']}, image "
                   f"{lat['image_size'][1]}x{lat['image_size'][0]}, median of {_runs(lat)} after "
                   f"{lat['warmup']} warm-up runs. \"Model alone\": the same predictor's "
-                  "model on an already preprocessed input, logits out (no TTA, no argmax).", ""]
+                  "model on an already preprocessed input, logits out (no TTA, no argmax)."
+                  + (f" Not timed, to end within the run's budget: {', '.join(lat['not_timed'])}."
+                     if lat.get("not_timed") else ""), ""]
     if report.get("figure"):
         lines += [f"![retrain curve; val mIoU against latency per variant]({report['figure']})", ""]
 
