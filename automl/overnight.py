@@ -41,6 +41,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import interrupts
+from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
 from automl.config import StudyFile
 from automl.errors import AutoMLError
 from automl.final.latency import BUNDLE_WRITE_S, MIN_RUNS
@@ -61,6 +62,10 @@ LATENCY_SHARE = 0.05
 # ONNX export, which no trial measures: the dynamo exporter's graph capture, model-size bound
 # (benchmarks/README.md, "One budget for the night", gives the measured figure)
 EXPORT_S = 20.0
+# One image's predict() per variant, in images of the trial's batched val pass of the torch
+# model, the unit the reserve is priced in: benchmarks.final_costs, the larger of CamVid-small's
+# and 512x512's figures (torch 1.10 / 0.79, ORT fp32 0.80 / 0.72, ORT INT8 0.34 / 0.27)
+VARIANT_COST = {TORCH_FP32: 1.1, ORT_FP32: 0.8, ORT_INT8: 0.35}
 # An INT8 calibration image, in images of the trial's batched val pass: the calibration graph
 # outputs every activation (benchmarks.final_costs measured 1.5 on CamVid-small, 0.6 at 512x512)
 CALIBRATION_COST = 2
@@ -164,8 +169,9 @@ def fixed_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -
 
 def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0,
                     per_image_s: float | None = None, n_train: int | None = None) -> float:
-    """The time after the retrain, priced from the trial's full val pass and its batch-1 latency:
-    scoring the variants on val and the holdout, TTA, export, INT8 calibration, bundle writing
+    """The time after the retrain, priced from the trial's full val pass and its batch-1 latency
+    (each variant at its VARIANT_COST of a val-pass image): scoring the variants on val and the
+    holdout, TTA, export, INT8 calibration, bundle writing
     (fixed), and latency timing, the one elastic part (it times fewer runs when time is short,
     down to MIN_RUNS, and times only the shipped variant when short). Latency gets its full runs
     only if they cost at most LATENCY_SHARE of the budget (timing is worth less than training),
@@ -178,24 +184,24 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
         return plan.reserve_s
     fs = sf.final
     _, full = _passes(trial)
-    # One image through one variant, priced at the trial's batched val pass of the torch model: the
-    # final predicts image by image, but its ONNX fp32 and INT8 variants run faster than torch, so
-    # the batched torch rate bounds their mean (benchmarks/README.md, the 45-minute CamVid run).
     # The untrained model's batch-1 latency when no pass was timed.
     per_image = full / max(1, n_val) if full else trial.user_attrs.get("latency_ms", 0.0) / 1000
     if per_image_s is not None:
         per_image = per_image_s
     views = len(fs.tta.scales) * (1 + fs.tta.hflip + fs.tta.vflip)
-    variants = 3 if fs.int8.enabled else 2  # torch fp32, ONNX fp32, ONNX INT8
+    variants = [TORCH_FP32, ORT_FP32, *([ORT_INT8] if fs.int8.enabled else [])]
+    each = sum(VARIANT_COST[v] for v in variants)  # one image through every variant
     tta = views if views > 1 else 0
-    val_images = n_val * (variants + (1 if fs.int8.enabled else 0) + tta * variants)  # + an INT8 fallback
-    holdout_images = n_holdout * variants  # automl.final.pipeline.holdout_variants: those without TTA
+    fallback = VARIANT_COST[ORT_INT8] if fs.int8.enabled else 0.0  # an INT8 fallback's val score
+    val_images = n_val * (each * (1 + tta) + fallback)
+    holdout_images = n_holdout * each  # automl.final.pipeline.holdout_variants: those without TTA
     n_calib = fs.int8.calibration_images if n_train is None else min(n_train, fs.int8.calibration_images)
     calibration = CALIBRATIONS * CALIBRATION_COST * n_calib if fs.int8.enabled else 0
     fixed = per_image * (val_images + holdout_images + calibration) + EXPORT_S + BUNDLE_WRITE_S
     calls = 2 + tta  # per timed run of one variant: end to end, with TTA, and the model alone
-    latency_full = per_image * variants * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
-    latency_min = per_image * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)  # the shipped variant alone
+    latency_full = per_image * each * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
+    shipped = max(VARIANT_COST[v] for v in variants if v != TORCH_FP32)  # ORT fp32 or INT8, whichever ships
+    latency_min = per_image * shipped * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
     latency = min(latency_full, max(latency_min, LATENCY_SHARE * plan.total_s))
     return max(RESERVE_FLOOR_S, min(fixed + latency, max(0.25 * plan.total_s, fixed + latency_min)))
 

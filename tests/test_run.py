@@ -39,28 +39,32 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
     """At 10 minutes on 512x512 images (0.42 s a val image, the em-like benchmark) timing all six
     variants at their fewest runs took 50 s of the reserve; the final times what ships first and
     the rest only with time left, so the reserve prices the shipped variant's fewest runs (with TTA:
-    end to end, without, and the model alone). The calibration set is capped by the training
-    images and priced for the plain recipe and its first fallback."""
+    end to end, without, and the model alone). Each variant is priced at its own measured cost;
+    the calibration set is capped by the training images and priced for the plain recipe and its
+    first fallback."""
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
     from automl import overnight
+    from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
     from automl.final.latency import MIN_RUNS, WARMUP_RUNS
 
     sf = load_study_file(tiny_study(**{"final.tta.hflip": True, "final.tta.vflip": False}), runs_root=runs_root)
     trial = create_trial(params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, value=0.5,
                          user_attrs={"eval_full_s": 6 * 0.42})
     short, long = BudgetPlan.split(600, sf), BudgetPlan.split(36000, sf)
-    per = 0.42
-    fixed = per * (6 * (3 + 1 + 2 * 3) + 12 * 3 + overnight.CALIBRATIONS * overnight.CALIBRATION_COST * 24) \
-        + overnight.EXPORT_S + overnight.BUNDLE_WRITE_S
-    shipped_floor = per * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)
+    per, cost = 0.42, overnight.VARIANT_COST
+    each = cost[TORCH_FP32] + cost[ORT_FP32] + cost[ORT_INT8]
+    fixed = per * (6 * (each * 3 + cost[ORT_INT8]) + 12 * each
+                   + overnight.CALIBRATIONS * overnight.CALIBRATION_COST * 24) + overnight.EXPORT_S \
+        + overnight.BUNDLE_WRITE_S
+    shipped_floor = per * cost[ORT_FP32] * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)
     assert shipped_floor < overnight.LATENCY_SHARE * 600  # the share, not the floor, prices it here
     got = overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, n_train=24)
     assert got == pytest.approx(fixed + overnight.LATENCY_SHARE * 600)
-    assert got < fixed + per * 3 * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)  # all three variants' floor: more
+    assert got < fixed + per * each * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)  # all three variants' floor: more
     # a long night times every variant at its full runs
-    full = per * 3 * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
+    full = per * each * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
     assert overnight.reserve_seconds(long, trial, sf, n_val=6, n_holdout=12, n_train=24) == pytest.approx(fixed + full)
     # without n_train the calibration set is final.int8.calibration_images
     assert overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12) > got
