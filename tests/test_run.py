@@ -40,8 +40,8 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
     variants at their fewest runs took 50 s of the reserve; the final times what ships first and
     the rest only with time left, so the reserve prices the shipped variant's fewest runs (with TTA:
     end to end, without, and the model alone). Each variant is priced at its own measured cost;
-    the calibration set is capped by the training images and priced for the plain recipe and its
-    first fallback."""
+    the calibration set is capped by the training images and priced for the plain recipe (a
+    fallback draws on latency's share)."""
     from optuna.distributions import FloatDistribution
     from optuna.trial import create_trial
 
