@@ -271,8 +271,8 @@ class Int8Section(_Section):
 
 class WeightAverageSection(_Section):
     """An EMA of the final retrain's weights over its last ``horizon`` of steps, kept only when it
-    scores at least ``min_gain`` above the trained weights on the selection split. Off until the
-    budget benchmark shows it helps (benchmarks/README.md)."""
+    scores at least ``min_gain`` above the trained weights on the selection split. Off:
+    benchmarks.weight_average found no gain on the untouched split (benchmarks/README.md)."""
 
     enabled: bool = False
     horizon: float = Field(0.1, gt=0, le=1)
