@@ -412,6 +412,16 @@ def print_table(workdir: Path) -> None:
     print_rank(workdir)
 
 
+def study_defaults(args: argparse.Namespace) -> None:
+    """For another benchmark that builds its study as this one does (``_prepared``): the options
+    it does not have take studies/camvid.yaml's values, and T is a placeholder (no budget)."""
+    for opt in ("val_fraction", *FROM_STUDY):
+        setattr(args, opt, getattr(args, opt, None))
+    args.minutes = getattr(args, "minutes", 1.0)
+    args.arm_seed = getattr(args, "arm_seed", None) or 0
+    _defaults(args)
+
+
 def _defaults(args: argparse.Namespace) -> None:
     """Options not given take studies/camvid.yaml's value; --data its dataset's place."""
     doc = study_base()

@@ -100,10 +100,7 @@ def main() -> None:
     ap.add_argument("--calibration-images", type=int, default=32, help="final.int8.calibration_images")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    args.val_fraction, args.minutes, args.arm_seed = None, 1.0, 0
-    for opt in budget.FROM_STUDY:
-        setattr(args, opt, getattr(args, opt, None))
-    budget._defaults(args)
+    budget.study_defaults(args)
     fresh_workdir(args.workdir)
     budget._ensure_data(args)
     table = Table(title=f"work after the retrain, {args.dataset}, one core, one thread")

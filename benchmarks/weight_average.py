@@ -109,11 +109,9 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.horizons = [float(h) for h in args.horizons.split(",")]
-    args.val_fraction, args.minutes = None, 1.0
-    for opt in budget.FROM_STUDY:
-        setattr(args, opt, getattr(args, opt, None))
-    budget._defaults(args)
-    if args.arm_seed is not None:
+    one_seed = args.arm_seed is not None
+    budget.study_defaults(args)
+    if one_seed:
         out = run_seed(args)
         (args.workdir / f"seed_{args.arm_seed}.json").write_text(json.dumps(out, indent=1))
         return

@@ -8,8 +8,9 @@ from measured training time, through the same mutable schedule span (:class:`~au
   that training, with its remaining val passes, ends at a wall-clock time; halfway through it
   checks again against the median of all its epochs, and re-plans if that moved the count; once
   it has two val passes of its own it moves the end time to where the work after it, re-priced
-  from the faster pass, says, and re-plans again. After that, each epoch checks that the rest, at its recent epochs' pace, still ends in time, and
-  shortens the plan when it would not (a machine that slows late would overrun the budget).
+  from the faster pass, says, and re-plans again. After that, each epoch checks that the rest,
+  at its recent epochs' pace, still ends in time, and shortens the plan when it would not (a
+  machine that slows late would overrun the budget).
 - :class:`EqualTime` (equal-time search trials): a trial gets ``trial_epochs`` reference epochs
   of training time (the baseline's steady epoch) and an LR schedule spanning
   ``trial_schedule_epochs`` of them; a config 1.6× slower per epoch trains ~1.6× fewer epochs.
