@@ -41,11 +41,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import interrupts
-from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
+from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32, Variant
 from automl.config import StudyFile
 from automl.errors import AutoMLError
 from automl.final.latency import BUNDLE_WRITE_S, MIN_RUNS
 from automl.final.latency import WARMUP_RUNS as LATENCY_WARMUP_RUNS
+from automl.final.pipeline import VAL_TTA, holdout_variants
 from automl.study.budget import search_seconds
 from automl.study.runner import Prepared, final_study, run_all
 from automl.study.selection import is_probe, select_trial
@@ -193,16 +194,23 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     variants = [TORCH_FP32, ORT_FP32, *([ORT_INT8] if fs.int8.enabled else [])]
     each = sum(VARIANT_COST[v] for v in variants)  # one image through every variant
     tta = views if views > 1 else 0
+
+    def cost(variant: Variant) -> float:  # one image, a pass per view with TTA
+        return VARIANT_COST[variant.with_tta(False)] * (views if variant.tta else 1)
+
     fallback = VARIANT_COST[ORT_INT8] if fs.int8.enabled else 0.0  # an INT8 fallback's val score
-    val_images = n_val * (each * (1 + tta) + fallback)
-    holdout_images = n_holdout * each  # automl.final.pipeline.holdout_variants: those without TTA
+    val_tta = sum(cost(v.with_tta()) for v in VAL_TTA if v in variants) if tta else 0.0
+    val_images = n_val * (each + val_tta + fallback)
+    # the holdout as the plain recipe ships: INT8 (or ORT fp32) with TTA when there are views
+    shipped = variants[-1].with_tta(tta > 0)
+    holdout_images = n_holdout * sum(cost(v) for v in holdout_variants(shipped))
     n_calib = fs.int8.calibration_images if n_train is None else min(n_train, fs.int8.calibration_images)
     calibration = CALIBRATIONS * CALIBRATION_COST * n_calib if fs.int8.enabled else 0
     fixed = per_image * (val_images + holdout_images + calibration) + EXPORT_S + BUNDLE_WRITE_S
     calls = 2 + tta  # per timed run of one variant: end to end, with TTA, and the model alone
     latency_full = per_image * each * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
-    shipped = max(VARIANT_COST[v] for v in variants if v != TORCH_FP32)  # ORT fp32 or INT8, whichever ships
-    latency_min = per_image * shipped * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
+    floor_cost = max(VARIANT_COST[v] for v in variants if v != TORCH_FP32)  # ORT fp32 or INT8, whichever ships
+    latency_min = per_image * floor_cost * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
     latency = min(latency_full, max(latency_min, LATENCY_SHARE * plan.total_s))
     return max(RESERVE_FLOOR_S, min(fixed + latency, max(0.25 * plan.total_s, fixed + latency_min)))
 

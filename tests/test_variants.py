@@ -119,8 +119,8 @@ def test_a_bundle_from_the_final_stage_keeps_its_keys_and_labels(rejected):  # n
     report = json.loads((res.bundle_dir / "report.json").read_text())
     scored = ["torch_fp32", "torch_fp32_tta", "ort_fp32", "ort_int8", "ort_int8_tta"]  # ORT fp32 + TTA: as torch
     assert list(report["evaluation"]["val"]) == scored
-    # the holdout: each variant without TTA, and the default (ORT fp32 + TTA), once
-    assert list(report["holdout"]["scores"]) == ["torch_fp32", "ort_fp32", "ort_fp32_tta", "ort_int8"]
+    # the holdout: the default (ORT fp32 + TTA), the same without TTA and the torch model, once each
+    assert list(report["holdout"]["scores"]) == ["torch_fp32", "ort_fp32", "ort_fp32_tta"]
     assert list(report["latency"]["results"]) == list(TEACHER)
     assert list(report["latency"]["model_only"]) == list(report["tta"]["latency_cost_ms"]) == \
         ["torch_fp32", "ort_fp32", "ort_int8"]
@@ -135,3 +135,19 @@ def test_a_bundle_from_the_final_stage_keeps_its_keys_and_labels(rejected):  # n
     assert "Bundle default: **ORT fp32 + TTA**" in md
     assert "| class | torch fp32 | torch fp32 + TTA | ORT fp32 | ORT int8 | ORT int8 + TTA |" in md
     assert re.search(r"Latency cost: torch fp32 \+[\d.]+ ms, ORT fp32 \+[\d.]+ ms, ORT int8 \+[\d.]+ ms\.", md)
+
+
+@pytest.mark.parametrize("default, scored", [
+    (ORT_INT8.with_tta(), [TORCH_FP32, ORT_INT8, ORT_INT8.with_tta()]),
+    (ORT_INT8, [TORCH_FP32, ORT_INT8]),
+    (ORT_FP32.with_tta(), [TORCH_FP32, ORT_FP32, ORT_FP32.with_tta()]),
+    (TORCH_FP32.with_tta(), [TORCH_FP32, TORCH_FP32.with_tta()]),
+])
+def test_the_holdout_scores_what_ships_and_its_references_not_the_onnx_copy_of_torch(default, scored):
+    """The holdout scores the default, the same without TTA and the torch model, in report order;
+    ORT fp32 (torch's model, checked on val) only when it is what ships."""
+    from automl.final.pipeline import holdout_variants
+
+    assert holdout_variants(default) == scored
+    assert holdout_variants(default, [ORT_INT8.with_tta(), ORT_INT8, TORCH_FP32]) == \
+        [k for k in [ORT_INT8.with_tta(), ORT_INT8, TORCH_FP32] if k in scored]

@@ -59,8 +59,8 @@ def summary_rows(report: dict) -> list[tuple[str, ...]]:
 def split_line(report: dict) -> str:
     """Which images selected and which were held out, in one sentence."""
     d, h = report["data_split"], report.get("holdout")
-    held = (f"untouched holdout: {h['source']} ({h['images']} images), scored once by the default and each variant "
-            "without TTA, after every decision" if h else "no untouched holdout")
+    held = (f"untouched holdout: {h['source']} ({h['images']} images), scored once by the default, the same "
+            "without TTA and the torch model, after every decision" if h else "no untouched holdout")
     return (f"Trained on {d['train_images']} train images; selection split (val: trials, TTA, INT8, default) "
             f"{d['selection']}, {d['selection_images']} images; {held}.")
 
