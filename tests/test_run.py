@@ -63,10 +63,15 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
     fixed = per * (val + holdout + overnight.CALIBRATIONS * overnight.CALIBRATION_COST * 24) + overnight.EXPORT_S \
         + overnight.BUNDLE_WRITE_S
     shipped_floor = per * cost[ORT_FP32] * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)
-    assert shipped_floor < overnight.LATENCY_SHARE * 600  # the share, not the floor, prices it here
+    assert shipped_floor > overnight.LATENCY_SHARE * 600  # the floor, not the share, prices it here
     got = overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, n_train=24)
-    assert got == pytest.approx(fixed + overnight.LATENCY_SHARE * 600)
+    assert got == pytest.approx(fixed + shipped_floor)
     assert got < fixed + per * each * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)  # all three variants' floor: more
+    # at 30 minutes the share, above the floor and below the full runs, prices it
+    half_hour = BudgetPlan.split(1800, sf)
+    assert shipped_floor < overnight.LATENCY_SHARE * 1800 < per * each * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
+    assert overnight.reserve_seconds(half_hour, trial, sf, n_val=6, n_holdout=12, n_train=24) == \
+        pytest.approx(fixed + overnight.LATENCY_SHARE * 1800)
     # a long night times every variant at its full runs
     full = per * each * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
     assert overnight.reserve_seconds(long, trial, sf, n_val=6, n_holdout=12, n_train=24) == pytest.approx(fixed + full)
