@@ -279,7 +279,14 @@ class SearchGate:
         return (f"no search: its share ({self.plan.search_s / 60:.1f} min) affords ~{affordable} trial(s) of "
                 f"~{predicted_s / 60:.1f} min, fewer than the {wanted} a search needs to pay back its time "
                 "(run.min_search_trials); the baseline ends after its first epoch and the final retrains it "
-                "with the rest of the budget")
+                f"with the rest of the budget. {self._budget_for_search(predicted_s)}")
+
+    def _budget_for_search(self, trial_s: float) -> str:
+        """The budget at which this search would start, for the user who wants one."""
+        sf = self.prep.sf
+        need = sf.run.min_search_trials * trial_s / sf.run.search_fraction
+        return (f"A search starts at a --budget of about {math.ceil(need / 60)} min or more at this speed "
+                f"(run.search_fraction {sf.run.search_fraction:g})")
 
     def limits(self) -> dict:
         """`run_all`'s keyword arguments that keep a search (in process or a worker's) to the plan."""
@@ -317,7 +324,7 @@ class SearchGate:
             return None
         return (f"no search: its share affords ~{affordable} trial(s) of ~{typical / 60:.1f} min, fewer than the "
                 f"{wanted} a search needs to pay back its time (run.min_search_trials); the final retrains the "
-                "baseline with the rest of the budget")
+                f"baseline with the rest of the budget. {self._budget_for_search(typical)}")
 
 
 def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image_s: float | None = None) -> float:

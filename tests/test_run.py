@@ -309,6 +309,9 @@ def test_no_search_when_its_share_affords_too_few_trials(tiny_study, runs_root):
     study.add_trial(baseline)
     reason = gate(study)
     assert reason.startswith("no search: its share affords ~5 trial(s) of ~1.7 min, fewer than the 6")
+    # 6 trials of 100 s in half the budget: 1200 s
+    assert reason.endswith("A search starts at a --budget of about 20 min or more at this speed "
+                           "(run.search_fraction 0.5)")
     probe = _timed_trial(100, 100, 0.5, epoch_s=2.0)
     probe.set_user_attr("seed_probe", True)
     study.add_trial(probe)  # the baseline's re-run is no search trial
@@ -339,6 +342,7 @@ def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_st
     plan = BudgetPlan.split(60, prep.sf)
     gate = SearchGate(prep, plan, open_storage(prep.storage_url, prep.sf.storage))
     assert gate.baseline_gate(plan.search_s / 49) is not None and gate.baseline_gate(plan.search_s / 50) is None
+    assert "a --budget of about 2 min or more" in gate.baseline_gate(plan.search_s / 49)  # 50 × 60 s / 49
     run_overnight(prep, 60)
     study = optuna.load_study(study_name="tiny", storage=prep.storage_url)
     (base,) = study.trials
