@@ -11,8 +11,9 @@ scored epoch's time, which includes its val pass), plus ``epoch_margin`` for the
 the final's fixed costs are the trial's setup, its first epoch's warm-up and the final's val
 passes, each priced at the trial's pass of that kind; the reserve is priced from the trial's full
 val pass and latency, within [RESERVE_FLOOR_S, a quarter of the budget] (``run.final_reserve``
-fixes it instead). The final retrain then re-plans its epoch count from its own epochs after
-epoch 2, to end when its time is spent (:class:`automl.trial.length.FinishBy`).
+fixes it instead); on CUDA from the model's batch-1 forward on the CPU, where the final scores,
+quantizes and times every variant. The final retrain then re-plans its epoch count from its own
+epochs after epoch 2, to end when its time is spent (:class:`automl.trial.length.FinishBy`).
 
 With ``final.distill`` the final's time after the search is shared by a stated rule: two
 reserves come off it (the teacher's and the student's own export, INT8 and latency, each priced
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from automl import interrupts
@@ -48,11 +50,14 @@ from automl.final.latency import BUNDLE_WRITE_S, MIN_RUNS
 from automl.final.latency import WARMUP_RUNS as LATENCY_WARMUP_RUNS
 from automl.final.pipeline import VAL_TTA, holdout_variants
 from automl.study.budget import search_seconds
-from automl.study.runner import Prepared, final_study, run_all
+from automl.study.runner import Prepared, final_study, latency_cache, run_all
 from automl.study.selection import is_probe, select_trial
 from automl.study.stages import search_study_names
 from automl.study.storage import open_storage
+from automl.trial.engine import Runtime, subset_indices
+from automl.trial.latency import measure_model
 from automl.trial.length import steady_epoch_s
+from automl.trial_config import TrialConfig
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +270,7 @@ class SearchGate:
         n_train, n_val = len(data.train), len(data.val)
         per_epoch = epoch_seconds(best, sf, n_train, n_val)
         need = sf.run.min_final_epochs * per_epoch * (1 + plan.epoch_margin) + fixed_seconds(best, sf, n_train, n_val)
-        reserve = reserves(sf) * _reserve(plan, best, sf, data)
+        reserve = reserves(sf) * _reserve(plan, best, sf, data, cpu_image_seconds(self.prep, best))
         return min(plan.search_s, plan.total_s - reserve - need / (1 - distill_share(sf)))
 
     def baseline_gate(self, predicted_s: float) -> str | None:
@@ -333,6 +338,20 @@ def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image
                            per_image_s=per_image_s, n_train=len(data.train))
 
 
+def cpu_image_seconds(prep: Prepared, trial: FrozenTrial) -> float | None:
+    """On CUDA, one image's batch-1 forward of the trial's model on the CPU, with
+    ``final.latency_threads`` threads (untrained, measured once and cached like a trial's
+    latency): the final scores, quantizes and times every variant on the CPU, and the trial's GPU
+    val pass would price that work many times too low. None on a CPU, where the trial's own val
+    pass is the unit."""
+    if prep.runtime.device.type != "cuda" or "config" not in trial.user_attrs:
+        return None
+    cfg = TrialConfig.from_dict(trial.user_attrs["config"])
+    found = measure_model(cfg.model, cfg.data.num_classes, prep.input_size, Runtime(torch.device("cpu")),
+                          latency_cache(prep.sf))
+    return found["latency_ms"] / 1000
+
+
 def baseline_trial(sf: StudyFile, storage: optuna.storages.BaseStorage) -> FrozenTrial | None:
     """The default recipe's trial (the first stage's baseline) with measured epochs, if any."""
     for name in search_study_names(sf):
@@ -363,11 +382,14 @@ class FinalPlan:
         return self.train_s / (epoch_s * (1 + margin))
 
 
-def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFile, data) -> FinalPlan:
+def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFile, data,
+               per_image_s: float | None = None) -> FinalPlan:
+    """``per_image_s``: the unit the reserve is priced in, when not the trial's val pass
+    (:func:`cpu_image_seconds`)."""
     n_train, n_val = len(data.train), len(data.val)
     per_epoch = epoch_seconds(best, sf, n_train, n_val)
     fixed = fixed_seconds(best, sf, n_train, n_val)
-    reserve = _reserve(plan, best, sf, data)
+    reserve = _reserve(plan, best, sf, data, per_image_s)
     after = plan.total_s - spent_s - reserves(sf) * reserve  # for training: the teacher's, the students'
     students = distill_share(sf) * max(0.0, after)
     epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed,
@@ -395,17 +417,18 @@ def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
     return out
 
 
-def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: float) -> Callable[[float], float]:
+def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: float,
+            cpu_image_s: float | None = None) -> Callable[[float], float]:
     """For the retrain's re-pricing past its midway look: the end of its training from the reserve
     re-priced at its own faster subset val pass (per image), which is warm where the trial's (its
-    first, for a baseline ended after one epoch) may not be."""
-    from automl.trial.engine import subset_indices
-
+    first, for a baseline ended after one epoch) may not be. With ``cpu_image_s`` (a CUDA run) the
+    reserve keeps that CPU unit: the retrain's passes run on the GPU, the work after it does not."""
     n_val = len(data.val)
     n_sub = len(subset_indices(n_val, sf.eval.subset))
 
     def retime(subset_pass_s: float) -> float:
-        return done_by - _reserve(plan, best, sf, data, per_image_s=subset_pass_s / n_sub)
+        unit = subset_pass_s / n_sub if cpu_image_s is None else cpu_image_s
+        return done_by - _reserve(plan, best, sf, data, per_image_s=unit)
 
     return retime
 
@@ -454,7 +477,8 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
         _record(study, budget_s=total_s, search_s=round(spent, 1),
                 search_skipped=None if base is None else base.user_attrs.get("search_skipped"), state="final")
     best = select_trial(study, sf)
-    fp = plan_final(plan, spent, best, sf, prep.data)
+    cpu_s = cpu_image_seconds(prep, best)
+    fp = plan_final(plan, spent, best, sf, prep.data, cpu_s)
     log.info("search used %.0f s of %.0f s; final retrain of trial %d: %d epochs of ~%.2f s planned, %.0f s fixed, "
              "%.0f s kept for export, INT8 and latency%s", spent, total_s, best.number, fp.epochs, fp.epoch_s,
              fp.fixed_s, fp.reserve_s, "" if not fp.student_s else
@@ -474,7 +498,7 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     end = t_final + plan.total_s - spent
     teacher_end = end - fp.student_s - (reserves(sf) - 1) * fp.reserve_s
     until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs, done_by=teacher_end,
-                       retime=_retime(plan, best, sf, prep.data, teacher_end))
+                       retime=_retime(plan, best, sf, prep.data, teacher_end, cpu_s))
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
     kwargs = {"reuse_model": state == "final", "until": until, "distill": False, **(final_kwargs or {})}
     result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data, **kwargs)

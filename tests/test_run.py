@@ -79,6 +79,48 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
     assert overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12) > got
 
 
+def test_on_cuda_the_work_after_the_retrain_is_priced_from_a_cpu_forward(tiny_study, runs_root, monkeypatch):
+    """The final scores, quantizes and times every variant on the CPU. On a CUDA run the trial's
+    GPU val pass (here 10 µs an image) would price that work far too low: the reserve, the search's
+    deadline and the retrain's midway re-pricing use the selected model's batch-1 CPU forward
+    instead, measured once and cached. A CPU run keeps its trial's val pass."""
+    from types import SimpleNamespace
+
+    import torch
+    from optuna.trial import create_trial
+
+    from automl import overnight
+    from automl.trial.engine import Runtime, subset_indices
+    from tests.test_fit_hook import _cfg
+
+    sf = load_study_file(tiny_study(), runs_root=runs_root)
+    trial = create_trial(value=0.5, user_attrs={"config": _cfg().to_dict(), "eval_full_s": 6 * 1e-5,
+                                                "epoch_train_s": [0.2, 0.1, 0.1], "setup_s": 1.0})
+    measured = []
+    real = overnight.measure_model
+    monkeypatch.setattr(overnight, "measure_model", lambda *a: measured.append(a[3].device.type) or real(*a))
+    cuda = SimpleNamespace(sf=sf, runtime=Runtime(torch.device("cuda"), torch.bfloat16, channels_last=True),
+                           input_size=(64, 64))
+    cpu_s = overnight.cpu_image_seconds(cuda, trial)
+    assert measured == ["cpu"] and cpu_s > 1e-4  # a CPU forward, not the GPU's pass
+    assert overnight.cpu_image_seconds(cuda, trial) == cpu_s  # cached in the study's latency cache
+    assert (sf.run_dir / "latency_cache.json").is_file()
+    cpu = SimpleNamespace(sf=sf, runtime=Runtime(torch.device("cpu")), input_size=(64, 64))
+    assert overnight.cpu_image_seconds(cpu, trial) is None
+
+    data = SimpleNamespace(train=[0] * 16, val=[0] * 6, holdout=[0] * 12)
+    plan = BudgetPlan.split(36000, sf)
+    on_gpu = overnight.reserve_seconds(plan, trial, sf, 6, 12, n_train=16)
+    on_cpu = overnight.reserve_seconds(plan, trial, sf, 6, 12, per_image_s=cpu_s, n_train=16)
+    assert on_cpu > on_gpu
+    assert overnight.plan_final(plan, 0.0, trial, sf, data, cpu_s).reserve_s == pytest.approx(on_cpu)
+    # past the midway look the retrain's GPU subset pass does not re-price the CPU's work
+    retime = overnight._retime(plan, trial, sf, data, 1000.0, cpu_s)
+    assert retime(1e-5) == retime(1.0) == pytest.approx(1000.0 - on_cpu)
+    n_sub = len(subset_indices(6, sf.eval.subset))  # a CPU run re-prices from its subset pass
+    assert overnight._retime(plan, trial, sf, data, 1000.0)(n_sub * 1e-5) == pytest.approx(1000.0 - on_gpu)
+
+
 def test_a_budget_too_short_for_the_final_stage_is_warned_about(tiny_study, runs_root):
     from automl.config import load_study_file
 
