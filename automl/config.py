@@ -431,6 +431,11 @@ class RunSection(_Section):
     # epochs of a long retrain run slower than a short trial's (a warm machine, a fuller page
     # cache), and a run that overshoots its budget breaks the user's night (benchmarks/README.md).
     epoch_margin: float = Field(0.1, ge=0, le=1)
+    # Work after the retrain that the shipped model does not need (INT8, the holdout's reference
+    # scores; automl.final.extras) is done only when its price is at most this share of the budget:
+    # at 10 minutes on 512x512 images it cost the retrain a tenth of its epochs on the steep part of
+    # the curve (benchmarks/README.md). `automl final --reuse-model` adds it later. 1: always.
+    extras_share: float = Field(0.02, ge=0, le=1)
 
 
 

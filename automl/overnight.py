@@ -12,7 +12,10 @@ the final's fixed costs are the trial's setup, its first epoch's warm-up and the
 passes, each priced at the trial's pass of that kind; the reserve is priced from the trial's full
 val pass and latency, within [RESERVE_FLOOR_S, a quarter of the budget] (``run.final_reserve``
 fixes it instead); on CUDA from the model's batch-1 forward on the CPU, where the final scores,
-quantizes and times every variant. The final retrain then re-plans its epoch count from its own
+quantizes and times every variant. Work after the retrain that the shipped model does not need
+(INT8, the holdout's reference scores: :mod:`automl.final.extras`) is priced and done only when
+its price is at most ``run.extras_share`` of the budget (:func:`choose_extras`). The final
+retrain then re-plans its epoch count from its own
 epochs after epoch 2, to end when its time is spent (:class:`automl.trial.length.FinishBy`).
 
 With ``final.distill`` the final's time after the search is shared by a stated rule: two
@@ -46,6 +49,7 @@ from automl import interrupts
 from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32, Variant
 from automl.config import StudyFile
 from automl.errors import AutoMLError
+from automl.final.extras import ALL, Extras
 from automl.final.latency import BUNDLE_WRITE_S, MIN_RUNS
 from automl.final.latency import WARMUP_RUNS as LATENCY_WARMUP_RUNS
 from automl.final.pipeline import VAL_TTA, holdout_variants
@@ -177,7 +181,8 @@ def fixed_seconds(trial: FrozenTrial, sf: StudyFile, n_train: int, n_val: int) -
 
 
 def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0,
-                    per_image_s: float | None = None, n_train: int | None = None) -> float:
+                    per_image_s: float | None = None, n_train: int | None = None,
+                    extras: Extras | None = None) -> float:
     """The time after the retrain, priced from the trial's full val pass and its batch-1 latency
     (each variant at its VARIANT_COST of a val-pass image): scoring the variants on val and the
     holdout, TTA, export, INT8 calibration, bundle writing
@@ -188,38 +193,79 @@ def reserve_seconds(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: 
     at least RESERVE_FLOOR_S and at most a quarter of the budget unless the fixed work alone
     needs more. ``run.final_reserve`` fixes it instead. ``per_image_s``: one val image's time as
     the retrain measured it (warm), instead of the trial's; ``n_train``: the training images,
-    which cap the calibration set."""
+    which cap the calibration set; ``extras``: the work after the retrain that is done (default:
+    :func:`choose_extras` at this pricing)."""
     if plan.reserve_s is not None:
         return plan.reserve_s
-    fs = sf.final
-    _, full = _passes(trial)
-    # The untrained model's batch-1 latency when no pass was timed.
-    per_image = full / max(1, n_val) if full else trial.user_attrs.get("latency_ms", 0.0) / 1000
-    if per_image_s is not None:
-        per_image = per_image_s
-    views = len(fs.tta.scales) * (1 + fs.tta.hflip + fs.tta.vflip)
-    variants = [TORCH_FP32, ORT_FP32, *([ORT_INT8] if fs.int8.enabled else [])]
-    each = sum(VARIANT_COST[v] for v in variants)  # one image through every variant
-    tta = views if views > 1 else 0
-
-    def cost(variant: Variant) -> float:  # one image, a pass per view with TTA
-        return VARIANT_COST[variant.with_tta(False)] * (views if variant.tta else 1)
-
-    fallback = VARIANT_COST[ORT_INT8] if fs.int8.enabled else 0.0  # an INT8 fallback's val score
-    val_tta = sum(cost(v.with_tta()) for v in VAL_TTA if v in variants) if tta else 0.0
-    val_images = n_val * (each + val_tta + fallback)
-    # the holdout as the plain recipe ships: INT8 (or ORT fp32) with TTA when there are views
-    shipped = variants[-1].with_tta(tta > 0)
-    holdout_images = n_holdout * sum(cost(v) for v in holdout_variants(shipped))
-    n_calib = fs.int8.calibration_images if n_train is None else min(n_train, fs.int8.calibration_images)
-    calibration = CALIBRATIONS * CALIBRATION_COST * n_calib if fs.int8.enabled else 0
-    fixed = per_image * (val_images + holdout_images + calibration) + EXPORT_S + BUNDLE_WRITE_S
-    calls = 2 + tta  # per timed run of one variant: end to end, with TTA, and the model alone
-    latency_full = per_image * each * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
-    floor_cost = max(VARIANT_COST[v] for v in variants if v != TORCH_FP32)  # ORT fp32 or INT8, whichever ships
-    latency_min = per_image * floor_cost * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
+    price = _Pricing(trial, sf, n_val, n_holdout, per_image_s, n_train)
+    if extras is None:
+        extras = price.choose(plan.total_s)
+    fixed, latency_min, latency_full = price.parts(extras)
     latency = min(latency_full, max(latency_min, LATENCY_SHARE * plan.total_s))
     return max(RESERVE_FLOOR_S, min(fixed + latency, max(0.25 * plan.total_s, fixed + latency_min)))
+
+
+def choose_extras(plan: BudgetPlan, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int = 0,
+                  per_image_s: float | None = None, n_train: int | None = None) -> Extras:
+    """Each extra (:class:`automl.final.extras.Extras`, in its order) that costs at most
+    ``run.extras_share`` of the budget, priced as what it adds to the fixed work after the retrain
+    given the extras before it (INT8 makes the holdout's passes cheaper, so its price is net of
+    that). A fixed ``run.final_reserve`` keeps them all: the user chose the time for them."""
+    if plan.reserve_s is not None:
+        return ALL
+    return _Pricing(trial, sf, n_val, n_holdout, per_image_s, n_train).choose(plan.total_s)
+
+
+class _Pricing:
+    """The work after the retrain, in seconds, for a given set of extras."""
+
+    def __init__(self, trial: FrozenTrial, sf: StudyFile, n_val: int, n_holdout: int,
+                 per_image_s: float | None, n_train: int | None):
+        self.sf, self.n_val, self.n_holdout, self.n_train = sf, n_val, n_holdout, n_train
+        _, full = _passes(trial)
+        # The untrained model's batch-1 latency when no pass was timed.
+        self.per_image = full / max(1, n_val) if full else trial.user_attrs.get("latency_ms", 0.0) / 1000
+        if per_image_s is not None:
+            self.per_image = per_image_s
+
+    def choose(self, total_s: float) -> Extras:
+        share = self.sf.run.extras_share
+        kept, why = dict.fromkeys(Extras.names(), True), []
+        for name in Extras.names():
+            price = self.parts(Extras(**kept))[0] - self.parts(Extras(**{**kept, name: False}))[0]
+            if price > share * total_s:
+                kept[name] = False
+                why.append((name, f"{Extras.label(name)} left out: priced at {price:.0f} s after the retrain, more "
+                                  f"than run.extras_share ({share:.0%}) of the {total_s / 60:.0f}-min budget"))
+        return Extras(**kept, why=tuple(why))
+
+    def parts(self, extras: Extras) -> tuple[float, float, float]:
+        """(fixed work, latency at the shipped variant's fewest runs, latency at full runs)."""
+        fs, n_val, per_image = self.sf.final, self.n_val, self.per_image
+        views = len(fs.tta.scales) * (1 + fs.tta.hflip + fs.tta.vflip)
+        int8 = fs.int8.enabled and extras.int8
+        variants = [TORCH_FP32, ORT_FP32, *([ORT_INT8] if int8 else [])]
+        each = sum(VARIANT_COST[v] for v in variants)  # one image through every variant
+        tta = views if views > 1 else 0
+
+        def cost(variant: Variant) -> float:  # one image, a pass per view with TTA
+            return VARIANT_COST[variant.with_tta(False)] * (views if variant.tta else 1)
+
+        fallback = VARIANT_COST[ORT_INT8] if int8 else 0.0  # an INT8 fallback's val score
+        val_tta = sum(cost(v.with_tta()) for v in VAL_TTA if v in variants) if tta else 0.0
+        val_images = n_val * (each + val_tta + fallback)
+        # the holdout as the plain recipe ships: INT8 (or ORT fp32) with TTA when there are views
+        shipped = variants[-1].with_tta(tta > 0)
+        holdout_images = self.n_holdout * sum(cost(v) for v in holdout_variants(shipped,
+                                                                               references=extras.holdout_references))
+        n_calib = fs.int8.calibration_images if self.n_train is None else min(self.n_train, fs.int8.calibration_images)
+        calibration = CALIBRATIONS * CALIBRATION_COST * n_calib if int8 else 0
+        fixed = per_image * (val_images + holdout_images + calibration) + EXPORT_S + BUNDLE_WRITE_S
+        calls = 2 + tta  # per timed run of one variant: end to end, with TTA, and the model alone
+        latency_full = per_image * each * calls * (fs.latency_runs + LATENCY_WARMUP_RUNS)
+        floor_cost = max(VARIANT_COST[v] for v in variants if v != TORCH_FP32)  # ORT fp32 or INT8, whichever ships
+        latency_min = per_image * floor_cost * calls * (MIN_RUNS + LATENCY_WARMUP_RUNS)
+        return fixed, latency_min, latency_full
 
 
 def final_epochs(plan: BudgetPlan, spent_s: float, per_epoch_s: float, minimum: int = 1,
@@ -332,10 +378,11 @@ class SearchGate:
                 f"baseline with the rest of the budget. {self._budget_for_search(typical)}")
 
 
-def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image_s: float | None = None) -> float:
+def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image_s: float | None = None,
+             extras: Extras | None = None) -> float:
     """:func:`reserve_seconds` for this dataset's splits."""
     return reserve_seconds(plan, best, sf, len(data.val), 0 if data.holdout is None else len(data.holdout),
-                           per_image_s=per_image_s, n_train=len(data.train))
+                           per_image_s=per_image_s, n_train=len(data.train), extras=extras)
 
 
 def cpu_image_seconds(prep: Prepared, trial: FrozenTrial) -> float | None:
@@ -376,6 +423,7 @@ class FinalPlan:
     left_s: float      # for the retrain, fixed costs included
     train_s: float     # for its training epochs alone
     student_s: float = 0.0  # for the two students' training (final.distill), their reserve excluded
+    extras: Extras = ALL    # the work after the retrain the reserve prices and the final does
 
     def expected_epochs(self, epoch_s: float, margin: float) -> float:
         """Epochs a config of this epoch time would get in the final."""
@@ -389,13 +437,15 @@ def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFil
     n_train, n_val = len(data.train), len(data.val)
     per_epoch = epoch_seconds(best, sf, n_train, n_val)
     fixed = fixed_seconds(best, sf, n_train, n_val)
-    reserve = _reserve(plan, best, sf, data, per_image_s)
+    extras = choose_extras(plan, best, sf, len(data.val), 0 if data.holdout is None else len(data.holdout),
+                           per_image_s, len(data.train))
+    reserve = _reserve(plan, best, sf, data, per_image_s, extras)
     after = plan.total_s - spent_s - reserves(sf) * reserve  # for training: the teacher's, the students'
     students = distill_share(sf) * max(0.0, after)
     epochs = final_epochs(plan, spent_s, per_epoch, sf.run.min_final_epochs, fixed,
                           reserves(sf) * reserve + students)
     left = after - students
-    return FinalPlan(epochs, per_epoch, fixed, reserve, left, left - fixed, students)
+    return FinalPlan(epochs, per_epoch, fixed, reserve, left, left - fixed, students, extras)
 
 
 def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
@@ -418,17 +468,18 @@ def _expected(fp: FinalPlan, best: FrozenTrial, sf: StudyFile, prep: Prepared,
 
 
 def _retime(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, done_by: float,
-            cpu_image_s: float | None = None) -> Callable[[float], float]:
+            cpu_image_s: float | None = None, extras: Extras | None = None) -> Callable[[float], float]:
     """For the retrain's re-pricing past its midway look: the end of its training from the reserve
     re-priced at its own faster subset val pass (per image), which is warm where the trial's (its
     first, for a baseline ended after one epoch) may not be. With ``cpu_image_s`` (a CUDA run) the
-    reserve keeps that CPU unit: the retrain's passes run on the GPU, the work after it does not."""
+    reserve keeps that CPU unit: the retrain's passes run on the GPU, the work after it does not.
+    ``extras``: the plan's, kept whatever the new price (the final does what was planned)."""
     n_val = len(data.val)
     n_sub = len(subset_indices(n_val, sf.eval.subset))
 
     def retime(subset_pass_s: float) -> float:
         unit = subset_pass_s / n_sub if cpu_image_s is None else cpu_image_s
-        return done_by - _reserve(plan, best, sf, data, per_image_s=unit)
+        return done_by - _reserve(plan, best, sf, data, per_image_s=unit, extras=extras)
 
     return retime
 
@@ -489,8 +540,10 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
                     "to end ~%.1f min past its budget (a longer --budget or a lower run.min_final_epochs avoids "
                     "this)", max(0, math.floor(fits)), fp.epochs,
                     (fp.epochs - max(0.0, fits)) * fp.epoch_s * (1 + sf.run.epoch_margin) / 60)
+    for line in fp.extras.notes():
+        log.info(line)
     _record(study, final_epochs_planned=fp.epochs, epoch_s=round(fp.epoch_s, 2), final_trial=best.number,
-            fixed_s=round(fp.fixed_s, 1), reserve_s=round(fp.reserve_s, 1),
+            fixed_s=round(fp.fixed_s, 1), reserve_s=round(fp.reserve_s, 1), extras=fp.extras.as_dict(),
             expected_epochs=_expected(fp, best, sf, prep, storage),
             **({"distill_share": distill_share(sf), "student_plan_s": round(fp.student_s, 1)} if fp.student_s else {}))
     t_final = time.monotonic()
@@ -498,9 +551,10 @@ def run_overnight(prep: Prepared, total_s: float, *, on_study=None, events=None,
     end = t_final + plan.total_s - spent
     teacher_end = end - fp.student_s - (reserves(sf) - 1) * fp.reserve_s
     until = TrainUntil(t_final + fp.left_s, sub, full, sf.run.min_final_epochs, done_by=teacher_end,
-                       retime=_retime(plan, best, sf, prep.data, teacher_end, cpu_s))
+                       retime=_retime(plan, best, sf, prep.data, teacher_end, cpu_s, fp.extras))
     # resumed in the final: a retrain that finished before the kill is reused (same config, epochs, split)
-    kwargs = {"reuse_model": state == "final", "until": until, "distill": False, **(final_kwargs or {})}
+    kwargs = {"reuse_model": state == "final", "until": until, "distill": False, "extras": fp.extras,
+              **(final_kwargs or {})}
     result = run_final(sf, storage=prep.storage_url, epochs=fp.epochs, data=prep.data, **kwargs)
     retrain = result.report.get("retrain", {}) if result is not None else {}
     _record(study, final_epochs=retrain.get("epochs", fp.epochs),

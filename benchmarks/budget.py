@@ -206,7 +206,7 @@ def part_run(args: argparse.Namespace) -> dict:
             "holdout": report["holdout"]["source"], "holdout_images": report["holdout"]["images"],
             "train_images": report["data_split"]["train_images"],
             "selection_images": report["data_split"]["selection_images"],
-            "holdout_miou": held[TORCH_FP32.key]["miou"], "shipped": d["variant"], "shipped_key": shipped,
+            "holdout_miou": _fp32_holdout(held, shipped), "shipped": d["variant"], "shipped_key": shipped,
             "shipped_holdout_miou": held[shipped]["miou"], "int8_holdout_miou": held.get("ort_int8", {}).get("miou"),
             "holdout_by_variant": {k: v["miou"] for k, v in held.items()},
             "selection_miou": val[TORCH_FP32.key]["miou"], "shipped_selection_miou": val.get(shipped, {}).get("miou"),
@@ -220,6 +220,15 @@ def part_run(args: argparse.Namespace) -> dict:
             "run_search_s": attrs.get("run_search_s"), "run_final_s": attrs.get("run_final_s"),
             "options": {opt: getattr(args, opt) for opt in FROM_STUDY},
             "wall_s": round(wall, 1), "used_frac": round(wall / (args.minutes * 60), 3)}
+
+
+def _fp32_holdout(held: dict, shipped: str) -> float | None:
+    """The fp32 model's holdout mIoU: torch fp32's, or what ships when it is fp32 without TTA;
+    None when a short run left the holdout's references out (automl.final.extras)."""
+    if TORCH_FP32.key in held:
+        return held[TORCH_FP32.key]["miou"]
+    plain = Variant.parse(shipped)
+    return held[shipped]["miou"] if plain.precision == "fp32" and not plain.tta else None
 
 
 def rank_configs(prep, n: int, seed: int, epochs: int, params: tuple[str, ...] = ()) -> list[TrialConfig]:
@@ -318,7 +327,8 @@ def print_seed(folder: Path) -> None:
     if b:
         trials = ", ".join(f"{v} {k.lower()}" for k, v in b["trials"].items())
         int8 = "" if b["int8_holdout_miou"] is None else f"; int8 {b['int8_holdout_miou']:.4f}"
-        t.add_row("(b) automl run", f"{b['holdout_miou']:.4f} torch fp32; shipped {escape(b['shipped'])} "
+        fp32 = "no fp32 reference" if b["holdout_miou"] is None else f"{b['holdout_miou']:.4f} torch fp32"
+        t.add_row("(b) automl run", f"{fp32}; shipped {escape(b['shipped'])} "
                   f"{b['shipped_holdout_miou']:.4f}{int8}",
                   f"{b['wall_s'] / 60:.1f} ({_pct(b['used_frac'])}; run_used_frac {_pct(b['run_used_frac'])})",
                   f"{b['train_images']} (+{b['selection_images']} selection)", trials, str(b["epochs"]),
@@ -352,10 +362,12 @@ def print_summary(folders: list[Path]) -> None:
     rows: list[tuple[str, list[float], int]] = [
         ("(a) default recipe, holdout mIoU", [a["holdout_miou"] for a in a_all], 4),
         ("(b) shipped, holdout mIoU", [b["shipped_holdout_miou"] for b in b_all], 4),
-        ("(b) torch fp32, holdout mIoU", [b["holdout_miou"] for b in b_all], 4),
+        ("(b) torch fp32, holdout mIoU", [b["holdout_miou"] for b in b_all if b["holdout_miou"] is not None], 4),
         ("(b) shipped − (a)", [b["shipped_holdout_miou"] - a["holdout_miou"] for a, b in both], 4),
-        ("(b) torch fp32 − (a)", [b["holdout_miou"] - a["holdout_miou"] for a, b in both], 4),
-        ("(b) shipped − (b) torch fp32", [b["shipped_holdout_miou"] - b["holdout_miou"] for b in b_all], 4),
+        ("(b) torch fp32 − (a)", [b["holdout_miou"] - a["holdout_miou"] for a, b in both
+                                  if b["holdout_miou"] is not None], 4),
+        ("(b) shipped − (b) torch fp32", [b["shipped_holdout_miou"] - b["holdout_miou"] for b in b_all
+                                          if b["holdout_miou"] is not None], 4),
         ("(b) budget used, % of T (run_used_frac)", [100 * b["run_used_frac"] for b in b_all
                                                      if b.get("run_used_frac") is not None], 1),
         ("(b) wall, % of T", [100 * b["used_frac"] for b in b_all], 1),

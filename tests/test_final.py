@@ -273,3 +273,33 @@ def test_the_retrained_model_is_kept_for_reuse(rejected):
     assert kept.device == "cpu" and isinstance(kept.model, torch.nn.Module)
     assert load_retrained(sf.run_dir, cfg.with_changes(epochs=5), train_on_trainval=False) is None
     assert load_retrained(sf.run_dir, cfg, train_on_trainval=True) is None
+
+
+def test_extras_left_out_are_not_done_and_the_bundle_says_why(rejected, tmp_path):
+    """What a short `automl run` leaves out (automl.final.extras) is not done: no INT8 file or
+    score, the holdout scores only what ships; the bundle ships ONNX fp32 and its report says why.
+    The same retrained model is reused, as `automl final --reuse-model` would to add them later."""
+    from automl.bundle.layout import ONNX_INT8
+    from automl.final.extras import Extras
+
+    sf, first = rejected
+    why = (("int8", "INT8 quantization left out: priced at 40 s"),
+           ("holdout_references", "the holdout's reference scores left out: priced at 20 s"))
+    res = run_final(sf, out=tmp_path / "bundle", reuse_model=True,
+                    extras=Extras(int8=False, holdout_references=False, why=why))
+    r = res.report
+    assert r["retrain"]["reused"] and r["default_predictor"]["variant"] == "ORT fp32 + TTA"
+    assert not (tmp_path / "bundle" / ONNX_INT8).exists() and not res.manifest.int8_file
+    assert "ort_int8" not in r["evaluation"]["val"] and r["int8"]["attempts"] == []
+    assert list(r["holdout"]["scores"]) == ["ort_fp32_tta"]
+    assert sorted(first.report["holdout"]["scores"]) == ["ort_fp32", "ort_fp32_tta", "torch_fp32"]
+    assert r["int8"]["left_out"] == why[0][1] and {why[0][1], why[1][1]} <= set(r["notes"])
+    assert r["extras"] == {"int8": False, "holdout_references": False, "left_out": dict(why)}
+    md = (tmp_path / "bundle" / "report.md").read_text()
+    assert f"Left out, the bundle ships fp32 only: {why[0][1]}" in md
+    assert load_bundle(tmp_path / "bundle").predict(np.zeros((40, 48, 3), np.uint8)).shape == (40, 48)
+    # the note's command reuses the same retrained model (its epochs and split) and adds them
+    hint = next(n for n in r["notes"] if "--reuse-model" in n)
+    assert f"--epochs {r['retrain']['epochs']}`" in hint and "--trainval" not in hint
+    again = run_final(sf, out=tmp_path / "again", epochs=r["retrain"]["epochs"], reuse_model=True)
+    assert again.report["retrain"]["reused"] and again.manifest.int8_file

@@ -48,6 +48,7 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
 
     from automl import overnight
     from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
+    from automl.final.extras import ALL
     from automl.final.latency import MIN_RUNS, WARMUP_RUNS
 
     sf = load_study_file(tiny_study(**{"final.tta.hflip": True, "final.tta.vflip": False}), runs_root=runs_root)
@@ -64,19 +65,79 @@ def test_a_short_budget_prices_timing_the_shipped_variant_not_every_alternative(
         + overnight.BUNDLE_WRITE_S
     shipped_floor = per * cost[ORT_FP32] * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)
     assert shipped_floor > overnight.LATENCY_SHARE * 600  # the floor, not the share, prices it here
-    got = overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, n_train=24)
+    got = overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, n_train=24, extras=ALL)
     assert got == pytest.approx(fixed + shipped_floor)
     assert got < fixed + per * each * (2 + 2) * (MIN_RUNS + WARMUP_RUNS)  # all three variants' floor: more
     # at 30 minutes the share, above the floor and below the full runs, prices it
     half_hour = BudgetPlan.split(1800, sf)
     assert shipped_floor < overnight.LATENCY_SHARE * 1800 < per * each * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
-    assert overnight.reserve_seconds(half_hour, trial, sf, n_val=6, n_holdout=12, n_train=24) == \
+    assert overnight.reserve_seconds(half_hour, trial, sf, n_val=6, n_holdout=12, n_train=24, extras=ALL) == \
         pytest.approx(fixed + overnight.LATENCY_SHARE * 1800)
     # a long night times every variant at its full runs
     full = per * each * (2 + 2) * (sf.final.latency_runs + WARMUP_RUNS)
-    assert overnight.reserve_seconds(long, trial, sf, n_val=6, n_holdout=12, n_train=24) == pytest.approx(fixed + full)
+    assert overnight.reserve_seconds(long, trial, sf, n_val=6, n_holdout=12, n_train=24, extras=ALL) == pytest.approx(fixed + full)
     # without n_train the calibration set is final.int8.calibration_images
-    assert overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12) > got
+    assert overnight.reserve_seconds(short, trial, sf, n_val=6, n_holdout=12, extras=ALL) > got
+
+
+def test_a_short_run_leaves_out_the_extras_that_cost_more_than_their_share(tiny_study, runs_root):
+    """INT8 and the holdout's reference scores are not needed to ship a model. At 10 minutes on
+    512x512 images (0.56 s a val image, benchmarks.final_costs) they would cost the retrain about 40 s; `automl run` does
+    each only when its price, what it adds to the work after the retrain, is at most
+    ``run.extras_share`` of the budget, and prices the reserve without those it leaves out. The
+    retrain's midway re-pricing keeps the plan's choice whatever the new speed."""
+    from types import SimpleNamespace
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl import overnight
+    from automl.bundle.variants import ORT_FP32, ORT_INT8, TORCH_FP32
+    from automl.final.extras import ALL, Extras
+
+    sf = load_study_file(tiny_study(**{"final.tta.hflip": True, "final.tta.vflip": False}), runs_root=runs_root)
+    trial = create_trial(params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, value=0.5,
+                         user_attrs={"eval_full_s": 6 * 0.56, "epoch_train_s": [3.0, 2.0, 2.0]})
+    data = SimpleNamespace(train=[0] * 24, val=[0] * 6, holdout=[0] * 12)
+    per, cost = 0.56, overnight.VARIANT_COST
+    ten_min, night = BudgetPlan.split(600, sf), BudgetPlan.split(36000, sf)
+
+    def reserve(plan, extras):
+        return overnight.reserve_seconds(plan, trial, sf, 6, 12, n_train=24, extras=extras)
+
+    # INT8's price: calibration and its val scores, less what its cheaper holdout passes save
+    int8 = per * (overnight.CALIBRATIONS * overnight.CALIBRATION_COST * 24 + 6 * cost[ORT_INT8] * (1 + 2 + 1)
+                  - 12 * (cost[ORT_FP32] - cost[ORT_INT8]) * (2 + 1))
+    assert sf.run.extras_share * 600 < int8 < sf.run.extras_share * 36000
+    # the references once INT8 is out: ORT fp32 without TTA and torch fp32
+    refs = per * 12 * (cost[ORT_FP32] + cost[TORCH_FP32])
+    assert sf.run.extras_share * 600 < refs
+
+    short = overnight.choose_extras(ten_min, trial, sf, 6, 12, n_train=24)
+    assert (short.int8, short.holdout_references) == (False, False)
+    assert "run.extras_share" in short.left_out("int8") and f"{int8:.0f} s" in short.left_out("int8")
+    assert short.left_out("holdout_references") is not None and len(short.notes()) == 2
+    got = reserve(ten_min, None)
+    assert got == pytest.approx(reserve(ten_min, short))
+    assert reserve(ten_min, ALL) - got == pytest.approx(int8 + refs)  # 10 min: ~30 s back to the retrain
+    plan = overnight.plan_final(ten_min, 0.0, trial, sf, data)
+    assert plan.extras == short and plan.reserve_s == pytest.approx(got)
+    # past the midway look the new price never puts back what the plan left out
+    from automl.trial.engine import subset_indices
+
+    n_sub, unit = len(subset_indices(6, sf.eval.subset)), 0.05  # ten times faster: every extra would fit
+    assert overnight.choose_extras(ten_min, trial, sf, 6, 12, per_image_s=unit, n_train=24) == ALL
+    got = overnight._retime(ten_min, trial, sf, data, 500.0, extras=short)(n_sub * unit)
+    assert got == pytest.approx(500.0 - overnight.reserve_seconds(ten_min, trial, sf, 6, 12, per_image_s=unit,
+                                                                  n_train=24, extras=short))
+
+    assert overnight.choose_extras(night, trial, sf, 6, 12, n_train=24) == ALL  # a night does it all
+    always = load_study_file(tiny_study(**{"final.tta.hflip": True, "final.tta.vflip": False,
+                                          "run.extras_share": 1.0}), runs_root=runs_root)
+    assert overnight.choose_extras(BudgetPlan.split(600, always), trial, always, 6, 12, n_train=24) == ALL
+    fixed = load_study_file(tiny_study(**{"run.final_reserve": 60}), runs_root=runs_root)
+    assert overnight.choose_extras(BudgetPlan.split(600, fixed), trial, fixed, 6, 12) == ALL  # the user's time
+    assert Extras.names() == ("int8", "holdout_references")
 
 
 def test_on_cuda_the_work_after_the_retrain_is_priced_from_a_cpu_forward(tiny_study, runs_root, monkeypatch):

@@ -41,6 +41,7 @@ from automl.data.folder import Dataset, Split, padded_size
 from automl.data.split import HOLDOUT_NOTE, RECORD_ATTR, check_same_split
 from automl.final.evaluate import Scores, evaluate
 from automl.final.export import ExportError, OnnxExport, export_onnx
+from automl.final.extras import ALL, Extras
 from automl.final.latency import BUNDLE_WRITE_S, WARMUP_RUNS, Latency, measure_all
 from automl.final.plot import plot_final
 from automl.final.quantize import Int8Outcome, quantize_with_fallbacks
@@ -89,6 +90,7 @@ class _Variants:
     export: OnnxExport | None = None
     int8: Int8Outcome | None = None
     int8_error: str | None = None
+    int8_left_out: str | None = None  # why a short `automl run` left INT8 out (automl.final.extras)
 
     @property
     def int8_accepted(self) -> bool:
@@ -189,8 +191,9 @@ def _int8(fp32: OnnxPredictor, data: Dataset, sf: StudyFile, workdir: Path, val:
 
 
 def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: StudyFile, input_size: tuple[int, int],
-                     work: Path, val: _Scorer, notes: list[str], done_by: float | None = None) -> _Variants:
-    """torch fp32 → TTA decision → ONNX fp32 → INT8, each scored on val."""
+                     work: Path, val: _Scorer, notes: list[str], done_by: float | None = None,
+                     extras: Extras = ALL) -> _Variants:
+    """torch fp32 → TTA decision → ONNX fp32 → INT8 (when ``extras.int8``), each scored on val."""
     fs, n_cls, threads = sf.final, cfg.data.num_classes, sf.final.latency_threads
     preprocess = eval_transform(cfg.data)
     torch_pred = TorchPredictor(model, preprocess, n_cls)
@@ -219,6 +222,9 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
     add(ORT_FP32, ort_fp32)
     if not fs.int8.enabled:
         return v
+    if not extras.int8:
+        v.int8_left_out = extras.left_out("int8")
+        return v
     try:
         v.int8 = _int8(ort_fp32, data, sf, work / "int8", val, threads, done_by)
     except Exception as exc:  # noqa: BLE001 - ship fp32 rather than lose the retrain
@@ -240,21 +246,22 @@ def _build_and_score(model: nn.Module, cfg: TrialConfig, data: Dataset, sf: Stud
 VAL_TTA = (TORCH_FP32, ORT_INT8)
 
 
-def holdout_variants(default: Variant, timed: Iterable[Variant] = VARIANTS) -> list[Variant]:
-    """What the holdout scores, of ``timed``: the default, the same without TTA (what TTA gives)
-    and the torch fp32 model (the reference INT8 is judged against). ORT fp32 computes what torch
-    does, and its val score already checked the export; another variant ships as an option, its
-    val score in the report."""
-    wanted = {default, default.with_tta(False), TORCH_FP32}
+def holdout_variants(default: Variant, timed: Iterable[Variant] = VARIANTS, references: bool = True) -> list[Variant]:
+    """What the holdout scores, of ``timed``: the default and, with ``references``, the same
+    without TTA (what TTA gives) and the torch fp32 model (the reference INT8 is judged against).
+    ORT fp32 computes what torch does, and its val score already checked the export; another
+    variant ships as an option, its val score in the report."""
+    wanted = {default, default.with_tta(False), TORCH_FP32} if references else {default}
     return [k for k in timed if k in wanted]
 
 
-def _score_holdout(v: _Variants, holdout: Split | None, cfg: TrialConfig) -> dict[Variant, Scores] | None:
+def _score_holdout(v: _Variants, holdout: Split | None, cfg: TrialConfig,
+                   references: bool = True) -> dict[Variant, Scores] | None:
     """The shipped variants (:func:`holdout_variants`), scored once on the untouched holdout;
     called after every decision (TTA, INT8, the default), and the only place the holdout is read."""
     if holdout is None:
         return None
-    keys = holdout_variants(v.default(), v.timed)
+    keys = holdout_variants(v.default(), v.timed, references)
     log.info("%s: %d variants on %d images", HOLDOUT_NOTE, len(keys), len(holdout))
     scorer = _Scorer(holdout, cfg)
     for key in keys:
@@ -315,7 +322,7 @@ def _shipped_first(v: _Variants) -> list[Variant]:
 
 def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = None, epochs: int | None = None,
               trial_number: int | None = None, reuse_model: bool = False, data: Dataset | None = None,
-              until: TrainUntil | None = None, distill: bool = True) -> FinalResult:
+              until: TrainUntil | None = None, distill: bool = True, extras: Extras = ALL) -> FinalResult:
     """Retrain the best (or the given) trial of the study and write the bundle; then, when
     ``final.distill`` is set (and ``distill``), distil it into a student (:mod:`automl.final.distill`).
 
@@ -323,7 +330,8 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     ``reuse_model`` skips the retrain when ``runs/<study>/final_model`` holds one of the same
     config and split (kept by every run, so a failure after the retrain costs no retrain);
     ``data``: the dataset the search already decoded in this process (else it is loaded);
-    ``until``: `automl run`'s time for the retrain, which re-plans ``epochs`` to fill it.
+    ``until``: `automl run`'s time for the retrain, which re-plans ``epochs`` to fill it;
+    ``extras``: the work after the retrain a short `automl run` leaves out (:mod:`automl.final.extras`).
     """
     t_start = time.monotonic()
     clean_leftovers(sf.run_dir)  # what a killed final (or search) left behind
@@ -334,7 +342,7 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     if study.user_attrs.get(RECORD_ATTR) is not None:  # the search selected on this split, not another
         check_same_split(study.user_attrs[RECORD_ATTR], data.record, study.study_name)
     input_size = padded_size(data.max_size(), cfg.data.pad_divisor)
-    notes = _split_notes(sf, data)
+    notes = [*_split_notes(sf, data), *extras.notes(), *_add_later(extras, cfg, sf)]
     trained = _retrained(sf, cfg, trial.number, data, reuse_model, until)
     if trained.history:  # a retrain re-planned to its time trained another count
         cfg = cfg.with_changes(epochs=trained.history[-1]["epoch"])
@@ -344,13 +352,14 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
     # ONNX files (tens of MB) are written in the run folder: a killed final's are removed by the next run
     with owned_tempdir(sf.run_dir, "final-work") as tmp, library_temp_in(tmp):
         v = _build_and_score(trained.model, cfg, data, sf, input_size, tmp, val, notes,
-                             None if until is None else until.done_by)
+                             None if until is None else until.done_by, extras)
         manifest = _manifest(sf, cfg, input_size, v)
-        holdout = _score_holdout(v, data.holdout, cfg)  # every decision is taken
+        holdout = _score_holdout(v, data.holdout, cfg, extras.holdout_references)  # every decision is taken
         latency, model_only = _latencies(v.timed, data.val.images[0], sf.final.latency_runs,
                                          sf.final.latency_threads, _latency_time(until), _shipped_first(v),
                                          _call_seconds(v, val))
         report = _report(sf, study, trial, cfg, trained, v, val, holdout, latency, model_only, data, notes)
+        report["extras"] = extras.as_dict()
         report["wall_s"] = round(time.monotonic() - t_start, 1)
         report = write_bundle(bundle_dir, model=trained.model, cfg=cfg, manifest=manifest, report=report,
                               render_md=render_markdown, onnx_fp32=None if v.export is None else v.export.path,
@@ -366,6 +375,15 @@ def run_final(sf: StudyFile, *, storage: str | None = None, out: Path | None = N
 
         report = {**report, "distill": run_distill(sf, storage=storage, data=data, out=bundle_dir).table}
     return FinalResult(bundle_dir, manifest, report)
+
+
+def _add_later(extras: Extras, cfg: TrialConfig, sf: StudyFile) -> list[str]:
+    """How to add what ``extras`` left out to the same retrained model (kept in the run folder):
+    a final of the same config, planned epochs and training split reuses it."""
+    if not extras.why:
+        return []
+    return [f"to add what was left out to this retrained model: `automl final <study file> --reuse-model "
+            f"--epochs {cfg.epochs}{' --trainval' if sf.final.trainval else ''}`"]
 
 
 def _latency_time(until: TrainUntil | None) -> float | None:
@@ -449,7 +467,8 @@ def _tta_cost(latency: dict[Variant, Latency]) -> dict[str, float]:
 def _int8_report(sf: StudyFile, v: _Variants) -> dict:
     opts = sf.final.int8
     base = {"enabled": opts.enabled, "max_drop": opts.max_drop, "calibration_images": opts.calibration_images,
-            "recipe": "QDQ, uint8 activations, int8 per-channel weights", "error": v.int8_error}
+            "recipe": "QDQ, uint8 activations, int8 per-channel weights", "error": v.int8_error,
+            "left_out": v.int8_left_out}
     q = v.int8
     if q is None:
         return {**base, "accepted": False, "chosen": None, "drop": None, "attempts": []}

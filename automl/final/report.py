@@ -266,6 +266,8 @@ def render_markdown(report: dict) -> str:
         lines.append("Disabled (`final.int8.enabled: false`).")
     elif q.get("error"):
         lines.append(f"Failed, the bundle ships fp32 only: {q['error']}")
+    elif q.get("left_out"):
+        lines.append(f"Left out, the bundle ships fp32 only: {q['left_out']}")
     elif not q["attempts"]:
         lines.append("Not run: the ONNX export failed.")
     else:
