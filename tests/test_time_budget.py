@@ -195,6 +195,26 @@ def test_final_moves_its_end_when_its_own_val_passes_reprice_the_work_after_it()
     assert same.finish_by == 160.0
 
 
+def test_a_small_move_of_the_end_by_the_re_pricing_still_moves_the_plan():
+    """A re-pricing that gives the retrain back a few epochs (within the midway look's 5 %
+    tolerance) moves the plan too: left at its count, the em-like run at 351eec7 ended its retrain
+    21 s early and latency timing filled the gap."""
+    now, passes = [100.0], [3.0, 1.0]
+    length = FinishBy(10, finish_by=320.0, eval_points=4, subset_pass_s=1.0, full_pass_s=3.0, margin=0.0,
+                      clock=lambda: now[0], subset_passes=lambda: passes, retime=lambda pass_s: 326.0)
+    length.start(5)
+    now[0] = 104.0
+    length.after_epoch(2, [2.0, 2.0])
+    planned = length.epochs  # 216 s less 2 subset passes (2 s, their mean) and the full one (3 s): 105 more
+    assert planned == 2 + 105 and length.midway == 54
+    now[0] = 208.0
+    length.after_epoch(54, [2.0] * 54)  # on pace: the count stays
+    assert length.epochs == planned
+    now[0] = 210.0
+    length.after_epoch(55, [2.0] * 55)  # the re-pricing gives back 6 s: three epochs, under 5 % of 107
+    assert length.finish_by == 326.0 and length.epochs == planned + 3
+
+
 def _simulate_final(pace_after_midway: float, margin: float = 0.0) -> tuple[FinishBy, float]:
     """A retrain planned to end at 160 s on a fake clock: epochs of 2 s until the midway look,
     then of ``pace_after_midway``; subset passes of 1 s, the full one 3 s. Returns the length

@@ -118,8 +118,9 @@ class FinishBy(Length):
         elif epoch == self.midway and epoch < self.epochs:
             self._replan(epoch, epoch_train_s, always=False)
         elif self.midway is not None and self.midway < epoch < self.epochs:
-            if self._retime():  # the end moved: a re-plan either way, like the midway look
-                self._replan(epoch, epoch_train_s, always=False)
+            if self._retime():  # the end moved: the plan follows it, however little (a few epochs
+                # within the midway tolerance are still seconds the run would leave unused)
+                self._replan(epoch, epoch_train_s, always=True)
             else:
                 self._replan(epoch, epoch_train_s, always=False, recent=True)
 
