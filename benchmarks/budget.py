@@ -25,9 +25,10 @@ Datasets (--dataset):
     python -m benchmarks.budget --minutes 45 --seeds 2 --no-rank
     python -m benchmarks.budget --dataset em-like --minutes 10 --seeds 2 --no-rank
 
-Seeds run one after another; each seed s runs (a) (training seed s) and (b) (sampler.seed s,
-which seeds its trials) at the same moment, each pinned to its own core (taskset, cores 0 and
-1) with one thread (--parallel, the default on two or more cores; --no-parallel runs them one
+Seeds run one after another; each seed s runs (a) and (b) (sampler.seed s, which seeds its
+trials) at the same moment; (a) trains from the seed of (b)'s first trial, the default recipe's
+baseline (paired: when (b) retrains the default recipe, both start from the same weights and
+data order). Each arm is pinned to its own core (taskset, cores 0 and 1) with one thread (--parallel, the default on two or more cores; --no-parallel runs them one
 after the other, unpinned). A seed takes T plus what either arm runs past T (a few percent).
 A table is printed per seed, then a summary
 (mean ± half-range and s.d. over seeds). Every part writes
@@ -76,6 +77,7 @@ from automl.study.selection import describe
 from automl.trial.augment import eval_transform
 from automl.trial.engine import TimeStats, fit, subset_indices
 from automl.trial.length import FinishBy
+from automl.trial.objective import seed_of
 from automl.trial_config import TrialConfig
 from benchmarks import em_like
 from benchmarks.common import camvid_data, fresh_workdir, pin
@@ -155,13 +157,16 @@ def part_default(args: argparse.Namespace) -> dict:
     # every train/ image (train + the selection split); the curve is scored on the holdout
     data = dataclasses.replace(prep.data, splits={"train": trainval_split(prep.data), "val": holdout},
                                holdout_key=None)
-    calib = fit(baseline_config(prep, 1, args.arm_seed), data, prep.runtime)
+    # (b)'s baseline, its first trial, trains from this seed: when (b) retrains the default recipe
+    # the two arms start from the same weights and data order, and differ only in how they use T
+    seed = seed_of(args.arm_seed, 0)
+    calib = fit(baseline_config(prep, 1, seed), data, prep.runtime)
     epoch_s, pass_s = calib.times.train_s, calib.times.eval_s
     subset = prep.sf.eval.subset
     sub_s = pass_s * len(subset_indices(len(holdout), subset)) / len(holdout)
     finish_by = t0 + args.minutes * 60 - SCORE_PASSES * pass_s
     planned = max(1, math.floor((finish_by - time.monotonic() - 3 * sub_s - pass_s) / epoch_s))
-    cfg = baseline_config(prep, planned, args.arm_seed)
+    cfg = baseline_config(prep, planned, seed)
     times = TimeStats()
     length = FinishBy(planned, finish_by, eval_points=4, subset_pass_s=sub_s, full_pass_s=pass_s,
                       subset_passes=lambda: times.eval_subset_s)
@@ -171,7 +176,7 @@ def part_default(args: argparse.Namespace) -> dict:
     n_cls, ignore = cfg.data.num_classes, cfg.data.ignore_index
     scores = evaluate(TorchPredictor(res.model.cpu().eval(), eval_transform(cfg.data), n_cls), holdout, n_cls, ignore)
     wall = time.monotonic() - t0
-    return {"part": "default", "seed": args.arm_seed, "minutes": args.minutes, "dataset": args.dataset,
+    return {"part": "default", "seed": args.arm_seed, "train_seed": seed, "minutes": args.minutes, "dataset": args.dataset,
             "holdout": prep.data.sources["holdout"], "holdout_images": len(holdout), "train_images": len(data.train),
             "holdout_miou": scores.miou, "holdout_scores": scores.as_dict(cfg.data.classes),
             "holdout_miou_engine": res.history[-1].miou, "epochs": res.epochs, "planned_epochs": planned,

@@ -91,12 +91,17 @@ class TrialSettings:
         return len(self.objectives) == 1  # Optuna cannot prune multi-objective trials
 
 
+def seed_of(base_seed: int, number: int) -> int:
+    """The training seed of trial ``number`` of a study with ``sampler.seed`` ``base_seed``."""
+    return base_seed * 100_003 + number
+
+
 def trial_seed(trial: optuna.Trial, base_seed: int) -> int:
     """A retried trial keeps its original's seed, so the retry reproduces the same run."""
     # RetryHeartbeatStaleTrialCallback.retried_trial_number() wants a FrozenTrial; this reads the
     # same system attr ("failed_trial": the first failed trial's number) from a live Trial.
     original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-    return base_seed * 100_003 + (trial.number if original is None else original)
+    return seed_of(base_seed, trial.number if original is None else original)
 
 
 def time_attrs(times: TimeStats) -> dict:
