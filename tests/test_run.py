@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -429,10 +430,13 @@ def test_no_search_when_its_share_affords_too_few_trials(tiny_study, runs_root):
     assert gate(study) is None
 
 
-def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_study, runs_root):
+def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_study, runs_root, monkeypatch):
     """Within `automl run`, a share that affords fewer than run.min_search_trials trials of the
     baseline's predicted length ends the baseline after one epoch; no trial (nor seed probe)
-    follows, the final is priced from that epoch, and `automl status` says why."""
+    follows, the final is priced from that epoch, and `automl status` says why. The extras the
+    plan leaves out reach the final, the study and `automl status`."""
+    from automl import overnight
+    from automl.final.extras import Extras
     from automl.overnight import SearchGate, plan_final, run_overnight
     from automl.study.runner import prepare
     from automl.study.storage import open_storage
@@ -446,8 +450,14 @@ def test_the_baseline_stops_at_its_first_epoch_when_no_search_can_follow(tiny_st
     gate = SearchGate(prep, plan, open_storage(prep.storage_url, prep.sf.storage))
     assert gate.baseline_gate(plan.search_s / 49) is not None and gate.baseline_gate(plan.search_s / 50) is None
     assert "a --budget of about 2 min or more" in gate.baseline_gate(plan.search_s / 49)  # 50 × 60 s / 49
+    why = (("holdout_references", "the holdout's reference scores left out: priced at 9 s"),)
+    monkeypatch.setattr(overnight, "choose_extras", lambda *a, **k: Extras(holdout_references=False, why=why))
     run_overnight(prep, 60)
     study = optuna.load_study(study_name="tiny", storage=prep.storage_url)
+    report = json.loads((runs_root / "tiny" / "bundle" / "report.json").read_text())
+    assert report["extras"]["left_out"] == dict(why) and why[0][1] in report["notes"]
+    assert study.user_attrs["run_extras"]["holdout_references"] is False
+    assert ("left out after the retrain", why[0][1]) in time_lines(study.user_attrs)
     (base,) = study.trials
     assert base.state == TrialState.COMPLETE and base.user_attrs["baseline"] is True
     assert base.user_attrs["epochs_run"] == 1 and base.user_attrs["search_skipped"].startswith("no search")

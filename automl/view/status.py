@@ -122,6 +122,9 @@ def time_lines(attrs: dict) -> list[tuple[str, str]]:
         if attrs.get("run_used_frac") is not None:
             text += f"; the run used {attrs['run_used_frac']:.0%} of its budget"
         out.append(("final epochs", text))
+    left_out = (attrs.get("run_extras") or {}).get("left_out") or {}
+    if left_out:
+        out.append(("left out after the retrain", "; ".join(left_out.values())))
     if "run_student_plan_s" in attrs:
         text = (f"{attrs['run_student_plan_s']:.0f} s to train them (final.distill.share "
                 f"{attrs['run_distill_share']:.2f} of the final's training time)")
