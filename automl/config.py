@@ -433,8 +433,8 @@ class RunSection(_Section):
     epoch_margin: float = Field(0.1, ge=0, le=1)
     # Work after the retrain that the shipped model does not need (INT8, the holdout's reference
     # scores; automl.final.extras) is done only when its price is at most this share of the budget:
-    # at 10 minutes on 512x512 images it cost the retrain a tenth of its epochs on the steep part of
-    # the curve (benchmarks/README.md). `automl final --reuse-model` adds it later. 1: always.
+    # a short run spends it on the retrain, where the curve is still steep (benchmarks/README.md,
+    # em-like); the report gives the `automl final --reuse-model` command that adds it. 1: always.
     extras_share: float = Field(0.02, ge=0, le=1)
 
 
