@@ -281,6 +281,7 @@ def test_extras_left_out_are_not_done_and_the_bundle_says_why(rejected, tmp_path
     The same retrained model is reused, as `automl final --reuse-model` would to add them later."""
     from automl.bundle.layout import ONNX_INT8
     from automl.final.extras import Extras
+    from automl.final.report import split_line
 
     sf, first = rejected
     why = (("int8", "INT8 quantization left out: priced at 40 s"),
@@ -297,6 +298,10 @@ def test_extras_left_out_are_not_done_and_the_bundle_says_why(rejected, tmp_path
     assert r["extras"] == {"int8": False, "holdout_references": False, "left_out": dict(why)}
     md = (tmp_path / "bundle" / "report.md").read_text()
     assert f"Left out, the bundle ships fp32 only: {why[0][1]}" in md
+    assert "scored once, after every decision, by ORT fp32 + TTA." in md  # what was scored, no more
+    assert "by torch fp32, ORT fp32, ORT fp32 + TTA." in split_line(first.report)
+    assert split_line(r).startswith("Trained on 16 train images; ")  # not on the selection split too
+    assert "16 train images and the selection split;" in split_line({**r, "retrain": {"train_on_trainval": True}})
     assert load_bundle(tmp_path / "bundle").predict(np.zeros((40, 48, 3), np.uint8)).shape == (40, 48)
     # the note's command reuses the same retrained model (its epochs and split) and adds them
     hint = next(n for n in r["notes"] if "--reuse-model" in n)

@@ -59,10 +59,12 @@ def summary_rows(report: dict) -> list[tuple[str, ...]]:
 def split_line(report: dict) -> str:
     """Which images selected and which were held out, in one sentence."""
     d, h = report["data_split"], report.get("holdout")
-    held = (f"untouched holdout: {h['source']} ({h['images']} images), scored once by the default, the same "
-            "without TTA and the torch model, after every decision" if h else "no untouched holdout")
-    return (f"Trained on {d['train_images']} train images; selection split (val: trials, TTA, INT8, default) "
-            f"{d['selection']}, {d['selection_images']} images; {held}.")
+    scored = "" if not h else ", ".join(Variant.parse(k).label for k in h["scores"])
+    held = (f"untouched holdout: {h['source']} ({h['images']} images), scored once, after every decision, by "
+            f"{scored}" if h else "no untouched holdout")
+    also = " and the selection split" if report.get("retrain", {}).get("train_on_trainval") else ""
+    return (f"Trained on {d['train_images']} train images{also}; selection split (val: trials, TTA, INT8, "
+            f"default) {d['selection']}, {d['selection_images']} images; {held}.")
 
 
 def report_table(report: dict) -> Table:
