@@ -378,11 +378,16 @@ class SearchGate:
                 f"baseline with the rest of the budget. {self._budget_for_search(typical)}")
 
 
+def _sizes(data) -> dict:
+    """The split sizes the work after the retrain is priced for (:func:`reserve_seconds`)."""
+    return {"n_val": len(data.val), "n_holdout": 0 if data.holdout is None else len(data.holdout),
+            "n_train": len(data.train)}
+
+
 def _reserve(plan: BudgetPlan, best: FrozenTrial, sf: StudyFile, data, per_image_s: float | None = None,
              extras: Extras | None = None) -> float:
     """:func:`reserve_seconds` for this dataset's splits."""
-    return reserve_seconds(plan, best, sf, len(data.val), 0 if data.holdout is None else len(data.holdout),
-                           per_image_s=per_image_s, n_train=len(data.train), extras=extras)
+    return reserve_seconds(plan, best, sf, per_image_s=per_image_s, extras=extras, **_sizes(data))
 
 
 def cpu_image_seconds(prep: Prepared, trial: FrozenTrial) -> float | None:
@@ -437,8 +442,7 @@ def plan_final(plan: BudgetPlan, spent_s: float, best: FrozenTrial, sf: StudyFil
     n_train, n_val = len(data.train), len(data.val)
     per_epoch = epoch_seconds(best, sf, n_train, n_val)
     fixed = fixed_seconds(best, sf, n_train, n_val)
-    extras = choose_extras(plan, best, sf, len(data.val), 0 if data.holdout is None else len(data.holdout),
-                           per_image_s, len(data.train))
+    extras = choose_extras(plan, best, sf, per_image_s=per_image_s, **_sizes(data))
     reserve = _reserve(plan, best, sf, data, per_image_s, extras)
     after = plan.total_s - spent_s - reserves(sf) * reserve  # for training: the teacher's, the students'
     students = distill_share(sf) * max(0.0, after)

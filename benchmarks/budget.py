@@ -28,8 +28,9 @@ Datasets (--dataset):
 Seeds run one after another; each seed s runs (a) and (b) (sampler.seed s, which seeds its
 trials) at the same moment; (a) trains from the seed of (b)'s first trial, the default recipe's
 baseline (paired: when (b) retrains the default recipe, both start from the same weights and
-data order). Each arm is pinned to its own core (taskset, cores 0 and 1) with one thread (--parallel, the default on two or more cores; --no-parallel runs them one
-after the other, unpinned). A seed takes T plus what either arm runs past T (a few percent).
+data order). Each arm is pinned to its own core (taskset, cores 0 and 1) with one thread
+(--parallel, the default on two or more cores; --no-parallel runs them one after the other,
+unpinned). A seed takes T plus what either arm runs past T (a few percent).
 A table is printed per seed, then a summary
 (mean ± half-range and s.d. over seeds). Every part writes
 <workdir>/seed_<s>/<part>.json; `--part table` prints the tables again.
